@@ -1,0 +1,43 @@
+export {
+  causeChain,
+  type ErrorCode,
+  ErrorCodes,
+  formatLocation,
+  type InputLocation,
+  isAbortError,
+  isTransient,
+  TributaryError,
+  type TributaryErrorOptions,
+  toTributaryError,
+} from './errors.js';
+export { type PipelineOptions, type PipelineResult, pipeline } from './pipeline.js';
+export {
+  type CastType,
+  cast,
+  compose,
+  dropFields,
+  filter,
+  map,
+  normalize,
+  rename,
+  type ValidateOptions,
+  type ValueRule,
+  validate,
+} from './transforms.js';
+export type {
+  Batch,
+  BatchMeta,
+  CheckpointLookup,
+  CheckpointStore,
+  EmitEvent,
+  ExportKind,
+  JsonValue,
+  PipelineEvent,
+  Position,
+  ReadContext,
+  Row,
+  Sink,
+  Source,
+  Transform,
+  WriteResult,
+} from './types.js';

