@@ -52,6 +52,31 @@ export type PipelineEvent =
 
 export type EmitEvent = (event: PipelineEvent) => void;
 
+/** Lifecycle of one applied file or Kafka offset range in the load log (`tributary.loads`). */
+export type LoadStatus = 'ingesting' | 'loaded' | 'archived' | 'late_skipped' | 'failed';
+
+export interface LoadRecord {
+  stream: string;
+  /** S3 key, or `topic/partition/first-last` for Kafka. */
+  source: string;
+  etag: string | null;
+  size: number | null;
+  kind: ExportKind | null;
+  status: LoadStatus;
+  finishedAt: Date | null;
+  error: string | null;
+}
+
+/**
+ * What a source may ask of the load log: which units were applied (planning late files and
+ * re-exported ETags) and recording post-commit progress (archived).
+ */
+export interface LoadLog {
+  /** The latest record per source ref of a stream. */
+  list(stream: string): Promise<LoadRecord[]>;
+  markArchived(stream: string, source: string): Promise<void>;
+}
+
 export interface ReadContext {
   /** The last committed position of a stream, from the sink or a CheckpointStore. */
   checkpoint: CheckpointLookup;
@@ -59,6 +84,8 @@ export interface ReadContext {
   signal: AbortSignal;
   /** Progress and warnings for whoever renders them. */
   emit: EmitEvent;
+  /** The sink's load log when it keeps one (pg-sink does). */
+  loads?: LoadLog;
 }
 
 /** A source of ordered batches. `read` resumes after the checkpoint of each stream it serves. */
@@ -88,7 +115,13 @@ export interface CheckpointStore {
 export interface Sink<R = Row> extends CheckpointStore {
   readonly name: string;
   write(batch: Batch<R>): Promise<WriteResult>;
-  /** Roll back whatever is open; called once when the pipeline fails or aborts. */
+  /** The load log the pipeline hands to the source (see ReadContext.loads). */
+  readonly loadLog?: LoadLog;
+  /**
+   * Roll back whatever is open; called once when the pipeline fails or aborts. A sink with a
+   * load log records the failure (the failing unit from its open batch, or from
+   * `TributaryError.stream` / `location.file` when the source failed first).
+   */
   abort?(error: Error): Promise<void>;
   close?(): Promise<void>;
 }
