@@ -82,6 +82,11 @@ export interface ReadContext {
   checkpoint: CheckpointLookup;
   /** Hard stop: abort everything, roll back. */
   signal: AbortSignal;
+  /**
+   * Graceful stop (SIGINT/SIGTERM): a source that waits (watch-mode sleep, long poll) should
+   * return when this fires; the pipeline already stops pulling at the next commit boundary.
+   */
+  stop?: AbortSignal;
   /** Progress and warnings for whoever renders them. */
   emit: EmitEvent;
   /** The sink's load log when it keeps one (pg-sink does). */
