@@ -190,6 +190,8 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
     },
   });
 
+  const uncommittedRows = new Map<string, number>();
+
   async function writeBatch(batch: Batch<Row>): Promise<void> {
     let written: Awaited<ReturnType<Sink['write']>>;
     try {
@@ -207,6 +209,9 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
       rows: batch.rows.length,
       committed: written.committed,
     });
+    // Rows of the whole commit unit, reported once it commits.
+    const unitRows = (uncommittedRows.get(batch.stream) ?? 0) + batch.rows.length;
+    uncommittedRows.set(batch.stream, written.committed ? 0 : unitRows);
     if (!written.committed) return;
     result.commits++;
     emit({
@@ -214,7 +219,7 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
       stream: batch.stream,
       ...(batch.meta.source === undefined ? {} : { source: batch.meta.source }),
       position: batch.position,
-      rows: batch.rows.length,
+      rows: unitRows,
     });
     if (source.committed) {
       try {

@@ -46,6 +46,7 @@ export type PipelineEvent =
   | { type: 'progress'; stream: string; source: string; bytes: number; rows: number }
   | { type: 'batch-read'; stream: string; rows: number }
   | { type: 'batch-written'; stream: string; rows: number; committed: boolean }
+  /** A commit unit (file) committed; `rows` counts all its rows written to the sink. */
   | { type: 'committed'; stream: string; source?: string; position: Position; rows: number }
   | { type: 'warning'; stream?: string; message: string; detail?: Record<string, unknown> }
   | { type: 'run-end'; batches: number; rows: number; error?: Error };
