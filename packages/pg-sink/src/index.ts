@@ -1,1 +1,25 @@
-export {};
+export { type ApplyPlan, planApply } from './apply.js';
+export { type MigrateOptions, type Migration, migrate, migrations } from './migrations.js';
+export type {
+  ColumnSpec,
+  DeleteSpec,
+  FaultHooks,
+  LockOptions,
+  PgSinkOptions,
+  TargetResolver,
+  TargetTable,
+  WriteMode,
+} from './options.js';
+export { type PgSink, pgSink, type RunInfo, type RunOutcome } from './sink.js';
+export { qualifiedName, quoteIdent, redactSecrets, redactUrl } from './sql.js';
+export {
+  type CheckpointState,
+  type PgCheckpointStore,
+  type PgCheckpointStoreOptions,
+  pgCheckpointStore,
+  pgLoadLog,
+  readState,
+  type SaveCheckpointOptions,
+  type StreamState,
+  type Watermark,
+} from './state.js';

@@ -1,0 +1,239 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { TributaryError } from '@tributary/core';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { copyTextValue, quoteIdent } from './sql.js';
+import type { TargetShape } from './target.js';
+
+/** Statements for one (target, batch column list); built once and cached per stream. */
+export interface ApplyPlan {
+  /** Batch column names, in staging order (`c0`, `c1`, …). */
+  columns: string[];
+  /** CREATE TEMP TABLE IF NOT EXISTS + TRUNCATE, one round trip. */
+  prepareStage: string;
+  copy: string;
+  merge: string;
+  mergeParams: unknown[];
+  /** Finds the first row/column whose value does not cast (after a failed merge). */
+  locate: string;
+  locateParams: unknown[];
+  /** Column names in `locate`'s `col` numbering. */
+  locateColumns: string[];
+}
+
+export interface ApplyCounts {
+  inserted: number;
+  updated: number;
+  deleted: number;
+}
+
+// Types whose values have no equality operator: compared as text in the "row differs" test.
+const COMPARE_AS_TEXT = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle']);
+const DELETE_FLAG = '__tributary_delete';
+
+/** The union of the rows' keys, in first-seen order. */
+export function batchColumns(rows: readonly Record<string, unknown>[]): string[] {
+  const seen = new Set<string>();
+  for (const row of rows) for (const key in row) if (!seen.has(key)) seen.add(key);
+  return [...seen];
+}
+
+export function planApply(shape: TargetShape, columns: string[], controlSchema: string): ApplyPlan {
+  const { target } = shape;
+  const mode = target.mode ?? 'upsert';
+  const deleteColumn = target.deletes?.column;
+  const unknown = columns.filter((c) => !shape.columns.has(c) && c !== deleteColumn);
+  if (unknown.length) {
+    throw new TributaryError(
+      'SCHEMA_DRIFT',
+      `batch columns not in target table ${shape.name}: ${unknown.map(quoteIdent).join(', ')}`,
+    );
+  }
+  const missingKeys = target.key.filter((k) => !columns.includes(k));
+  if (missingKeys.length) {
+    throw new TributaryError(
+      'BAD_KEY',
+      `batch has no key column(s) ${missingKeys.map(quoteIdent).join(', ')}`,
+    );
+  }
+  const stageCol = new Map(columns.map((c, i) => [c, `c${i}`]));
+  const stage = `pg_temp.tributary_stage_${columns.length}`;
+  const prepareStage =
+    `CREATE TEMP TABLE IF NOT EXISTS ${stage} (ord integer, ${columns.map((_, i) => `c${i} text`).join(', ')}) ` +
+    `ON COMMIT DELETE ROWS; TRUNCATE ${stage}`;
+  const copy = `COPY ${stage} (ord, ${columns.map((_, i) => `c${i}`).join(', ')}) FROM STDIN`;
+
+  const applied = columns.filter((c) => shape.columns.has(c) && !(c === shape.softColumn));
+  const typed = (c: string) => {
+    const col = shape.columns.get(c)!;
+    const raw = `s.${stageCol.get(c)}`;
+    // Empty CSV fields are NULL for every non-string type.
+    return col.category === 'S' ? raw : `NULLIF(${raw}, '')::${col.type}`;
+  };
+  const q = quoteIdent;
+  const keys = target.key;
+  const params: unknown[] = [];
+  const hasDeletes = deleteColumn !== undefined && stageCol.has(deleteColumn);
+  let deleteExpr = 'false';
+  if (hasDeletes) {
+    params.push(target.deletes!.values);
+    deleteExpr = `coalesce(s.${stageCol.get(deleteColumn!)} = ANY($${params.length}::text[]), false)`;
+  }
+  const keyExprs = keys.map(typed).join(', ');
+  // Last occurrence of a key in file order wins: ON CONFLICT may touch a row only once.
+  const src = `src AS (
+  SELECT DISTINCT ON (${keyExprs}) ${applied.map((c) => `${typed(c)} AS ${q(c)}`).join(', ')}, ${deleteExpr} AS ${DELETE_FLAG}
+    FROM ${stage} s
+   ORDER BY ${keyExprs}, s.ord DESC
+)`;
+  const soft = shape.softColumn;
+  const hardDeletes = hasDeletes && target.deletes!.mode === 'hard';
+  const softDeletes = hasDeletes && soft !== undefined;
+  const versionColumn = target.versionColumn;
+  const history = mode === 'history';
+  const maintainValidFrom = history && shape.columns.has('valid_from') && !columns.includes('valid_from');
+
+  const nonKey = applied.filter((c) => !keys.includes(c));
+  const cmp = (alias: string, c: string) => {
+    const typname = shape.columns.get(c)!.typname;
+    return COMPARE_AS_TEXT.has(typname) ? `${alias}.${q(c)}::text` : `${alias}.${q(c)}`;
+  };
+  // "Row differs" between the stored row `t` and an incoming one (`EXCLUDED` or `src`).
+  const differs = (incoming: 'EXCLUDED' | 'src') => {
+    const parts: string[] = [];
+    if (nonKey.length) {
+      parts.push(
+        `ROW(${nonKey.map((c) => cmp('t', c)).join(', ')}) IS DISTINCT FROM ROW(${nonKey.map((c) => cmp(incoming, c)).join(', ')})`,
+      );
+    }
+    if (softDeletes) {
+      const incomingLive = incoming === 'EXCLUDED' ? `EXCLUDED.${q(soft)} IS NULL` : `NOT src.${DELETE_FLAG}`;
+      parts.push(`(t.${q(soft)} IS NULL) IS DISTINCT FROM (${incomingLive})`);
+    }
+    return parts.length ? `(${parts.join(' OR ')})` : 'false';
+  };
+  // Version guard: a row never regresses to an older version (late files are safe to apply).
+  const guard = (incoming: 'EXCLUDED' | 'src') =>
+    versionColumn
+      ? ` AND (t.${q(versionColumn)} IS NULL OR ${incoming}.${q(versionColumn)} >= t.${q(versionColumn)})`
+      : '';
+  const keyJoin = keys.map((k) => `t.${q(k)} = src.${q(k)}`).join(' AND ');
+
+  const ctes = [src];
+  const insertCols = [...applied];
+  const insertExprs = applied.map((c) => `src.${q(c)}`);
+  if (softDeletes) {
+    insertCols.push(soft);
+    insertExprs.push(`CASE WHEN src.${DELETE_FLAG} THEN now() END`);
+  }
+  if (maintainValidFrom) {
+    insertCols.push('valid_from');
+    insertExprs.push('now()');
+  }
+  if (history) {
+    // The replaced (or deleted) version goes to <table>_history, read before this statement
+    // changes anything: every CTE sees the same snapshot (seed 003).
+    const tableCols = [...shape.columns.keys()].filter(
+      (c) => shape.historyColumns!.has(c) && c !== 'valid_to',
+    );
+    const replaced = hardDeletes
+      ? `(src.${DELETE_FLAG}${guard('src')}) OR (NOT src.${DELETE_FLAG} AND ${differs('src')}${guard('src')})`
+      : `${differs('src')}${guard('src')}`;
+    ctes.push(`old AS (
+  SELECT ${tableCols.map((c) => `t.${q(c)}`).join(', ')} FROM ${shape.name} t JOIN src ON ${keyJoin}
+   WHERE ${replaced}
+)`);
+    ctes.push(`hist AS (
+  INSERT INTO ${shape.historyName} (${tableCols.map(q).join(', ')}, "valid_to")
+  SELECT ${tableCols.map((c) => `old.${q(c)}`).join(', ')}, now() FROM old
+)`);
+  }
+  if (hardDeletes) {
+    ctes.push(`deleted AS (
+  DELETE FROM ${shape.name} t USING src WHERE src.${DELETE_FLAG} AND ${keyJoin}${guard('src')} RETURNING 1
+)`);
+  }
+  const insertWhere = hardDeletes ? ` WHERE NOT src.${DELETE_FLAG}` : '';
+  let conflict: string;
+  if (mode === 'insert-ignore') {
+    conflict = 'DO NOTHING';
+  } else {
+    const sets = nonKey.map((c) => `${q(c)} = EXCLUDED.${q(c)}`);
+    if (softDeletes) {
+      // A replayed delete keeps the original deletion time.
+      sets.push(
+        `${q(soft)} = CASE WHEN EXCLUDED.${q(soft)} IS NULL THEN NULL ELSE coalesce(t.${q(soft)}, EXCLUDED.${q(soft)}) END`,
+      );
+    }
+    if (maintainValidFrom) sets.push(`"valid_from" = EXCLUDED."valid_from"`);
+    conflict = sets.length
+      ? `DO UPDATE SET ${sets.join(', ')} WHERE ${differs('EXCLUDED')}${guard('EXCLUDED')}`
+      : 'DO NOTHING';
+  }
+  ctes.push(`merged AS (
+  INSERT INTO ${shape.name} AS t (${insertCols.map(q).join(', ')})
+  SELECT ${insertExprs.join(', ')} FROM src${insertWhere}
+  ON CONFLICT (${keys.map(q).join(', ')}) ${conflict}
+  RETURNING (t.xmax = 0) AS inserted, ${softDeletes ? `(t.${q(soft)} IS NOT NULL)` : 'false'} AS deleted
+)`);
+  const merge = `WITH ${ctes.join(',\n')}
+SELECT count(*) FILTER (WHERE inserted)::int AS inserted,
+       count(*) FILTER (WHERE NOT inserted AND NOT deleted)::int AS updated,
+       (count(*) FILTER (WHERE NOT inserted AND deleted)${hardDeletes ? ' + (SELECT count(*) FROM deleted)' : ''})::int AS deleted
+  FROM merged`;
+
+  // Locating a bad value: keys must be present, typed columns must cast. try_cast lives in the
+  // control schema (PostgreSQL 15 has no pg_input_is_valid).
+  const locateColumns: string[] = [];
+  const locateParams: unknown[] = [];
+  const checks: string[] = [];
+  for (const c of columns) {
+    const col = shape.columns.get(c);
+    if (!col) continue;
+    const raw = `s.${stageCol.get(c)}`;
+    const conditions: string[] = [];
+    if (keys.includes(c)) conditions.push(`${raw} IS NULL OR ${raw} = ''`);
+    if (col.category !== 'S') {
+      locateParams.push(col.type);
+      conditions.push(
+        `NOT ${quoteIdent(controlSchema)}.try_cast(NULLIF(${raw}, ''), $${locateParams.length})`,
+      );
+    }
+    if (!conditions.length) continue;
+    locateColumns.push(c);
+    checks.push(`(${locateColumns.length - 1}, ${raw}, ${conditions.join(' OR ')})`);
+  }
+  // No ORDER BY: a seq scan of the freshly filled staging table returns rows in COPY (file)
+  // order, and LIMIT 1 then stops at the first bad value instead of trying every cast.
+  const locate = checks.length
+    ? `SELECT s.ord, v.col, v.col_value FROM ${stage} s
+  CROSS JOIN LATERAL (VALUES ${checks.join(', ')}) v(col, col_value, bad) WHERE v.bad LIMIT 1`
+    : 'SELECT NULL::int AS ord, NULL::int AS col, NULL::text AS col_value WHERE false';
+  return { columns, prepareStage, copy, merge, mergeParams: params, locate, locateParams, locateColumns };
+}
+
+/** Streams the rows into the staging table in COPY text format, ~64 KiB per chunk. */
+export async function copyRows(
+  client: pg.ClientBase,
+  plan: ApplyPlan,
+  rows: readonly Record<string, unknown>[],
+): Promise<void> {
+  const { columns } = plan;
+  function* chunks(): Generator<string> {
+    let chunk = '';
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
+      let line = String(i);
+      for (const c of columns) line += `\t${copyTextValue(row[c])}`;
+      chunk += `${line}\n`;
+      if (chunk.length >= 65_536) {
+        yield chunk;
+        chunk = '';
+      }
+    }
+    if (chunk) yield chunk;
+  }
+  const stream = client.query(copyFrom(plan.copy));
+  await pipeline(Readable.from(chunks(), { objectMode: false }), stream);
+}

@@ -1,0 +1,228 @@
+import { TributaryError } from '@tributary/core';
+import type pg from 'pg';
+
+export type WriteMode = 'upsert' | 'insert-ignore' | 'history';
+
+export interface ColumnSpec {
+  name: string;
+  /** A PostgreSQL type name: `text`, `integer`, `numeric(12,2)`, `timestamptz`, `date`, `boolean`… */
+  type: string;
+}
+
+export interface DeleteSpec {
+  /** Source column that carries the operation, e.g. Qlik `header__change_oper`. */
+  column: string;
+  /** Values of that column that mean "delete", e.g. `['D']`. */
+  values: string[];
+  /** `hard`: DELETE the row; `soft`: keep it and set `softColumn`. */
+  mode: 'hard' | 'soft';
+  /** Timestamp column set on soft delete (default `deleted_at`). */
+  softColumn?: string;
+}
+
+/** Where one stream's rows go. */
+export interface TargetTable {
+  schema: string;
+  table: string;
+  /** Conflict key; must be backed by a PRIMARY KEY or UNIQUE constraint (manual §5.7). */
+  key: string[];
+  /** Column types, used by `createTable`. Without it the table's own column types are used. */
+  columns?: ColumnSpec[];
+  /** Create the table from `columns` when missing, `key` as PRIMARY KEY. Default false. */
+  createTable?: boolean;
+  /** Default `upsert`. */
+  mode?: WriteMode;
+  /** Rows never regress to an older value of this column (e.g. `updated_at`). */
+  versionColumn?: string;
+  deletes?: DeleteSpec;
+  /** IANA zone in which offset-less timestamps are read (`SET LOCAL TimeZone`). */
+  timeZone?: string;
+}
+
+export type TargetResolver = Record<string, TargetTable> | ((stream: string) => TargetTable);
+
+export interface LockOptions {
+  /** `false` (default): fail fast with STREAM_LOCKED; or wait up to `timeoutMs`. */
+  wait?: false | { timeoutMs: number };
+}
+
+/** Test hooks. Unset in production: they cost one property check per unit. */
+export interface FaultHooks {
+  /** Runs inside the transaction after the rows, checkpoint and load row, before COMMIT. */
+  beforeCommit?: (info: { stream: string; source: string }) => void | Promise<void>;
+}
+
+export interface PgSinkOptions {
+  /** The caller's pool (recommended for services). Not ended by `close()`. */
+  pool?: pg.Pool;
+  /** Used when no `pool` is given; default `DATABASE_URL`. `sslmode` in the URL is honoured. */
+  connectionString?: string;
+  /** TLS for the pool we build, e.g. `{ ca, rejectUnauthorized: true }`. */
+  ssl?: pg.PoolConfig['ssl'];
+  /** `statement_timeout` of the pool we build, in ms. Default none. */
+  statementTimeoutMs?: number;
+  /** `application_name` of the pool we build. Default `tributary`. */
+  applicationName?: string;
+  /** Size of the pool we build. Default 10. */
+  poolSize?: number;
+  /** Control schema. Default `tributary`. */
+  schema?: string;
+  /** Run migrations on first use. Default true. */
+  migrate?: boolean;
+  /** Target table per stream id. */
+  targets: TargetResolver;
+  lock?: LockOptions;
+  /** Transient failures re-run the whole unit up to this many times. Default 3. */
+  retries?: number;
+  /**
+   * Rows of an open unit kept in memory so a transient failure can replay it. A larger unit is
+   * not replayed in process: its transient failure is raised (retriable) and the next run
+   * resumes from the checkpoint. Default 500,000.
+   */
+  replayBufferRows?: number;
+  faults?: FaultHooks;
+}
+
+export interface ResolvedOptions {
+  schema: string;
+  migrate: boolean;
+  targets: TargetResolver;
+  lockWaitMs: number | undefined;
+  retries: number;
+  replayBufferRows: number;
+  faults: FaultHooks | undefined;
+}
+
+const TYPE_NAME =
+  /^[a-z_][a-z0-9_]*(?: [a-z_][a-z0-9_]*)*(?:\s*\(\s*\d+\s*(?:,\s*\d+\s*)?\))?(?: with(?:out)? time zone)?(?:\[\])*$/i;
+
+function invalid(path: string, message: string): TributaryError {
+  return new TributaryError('INVALID_OPTIONS', `pgSink(): ${path} ${message}`);
+}
+
+function nonEmpty(path: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) throw invalid(path, 'must be a non-empty string');
+  return value;
+}
+
+/** Checks one target definition; `path` names it in messages (`targets["tickets/inc"]`). */
+export function validateTarget(path: string, target: TargetTable): TargetTable {
+  if (typeof target !== 'object' || target === null) throw invalid(path, 'must be an object');
+  nonEmpty(`${path}.schema`, target.schema);
+  nonEmpty(`${path}.table`, target.table);
+  if (!Array.isArray(target.key) || target.key.length === 0) {
+    throw invalid(`${path}.key`, 'must list at least one column');
+  }
+  for (const [i, k] of target.key.entries()) nonEmpty(`${path}.key[${i}]`, k);
+  const mode = target.mode ?? 'upsert';
+  if (!['upsert', 'insert-ignore', 'history'].includes(mode)) {
+    throw invalid(
+      `${path}.mode`,
+      `must be 'upsert', 'insert-ignore' or 'history', got ${JSON.stringify(mode)}`,
+    );
+  }
+  if (target.columns !== undefined) {
+    if (!Array.isArray(target.columns)) throw invalid(`${path}.columns`, 'must be an array');
+    target.columns.forEach((c, i) => {
+      nonEmpty(`${path}.columns[${i}].name`, c?.name);
+      const type = nonEmpty(`${path}.columns[${i}].type`, c?.type);
+      // Types end up in DDL text, so only plain type names are accepted.
+      if (!TYPE_NAME.test(type.trim()))
+        throw invalid(`${path}.columns[${i}].type`, `is not a type name: ${type}`);
+    });
+    const names = new Set(target.columns.map((c) => c.name));
+    for (const k of target.key) {
+      if (!names.has(k)) throw invalid(`${path}.key`, `column ${JSON.stringify(k)} is not in columns`);
+    }
+  }
+  if (target.createTable && !target.columns?.length) {
+    throw invalid(`${path}.createTable`, 'needs columns');
+  }
+  if (target.versionColumn !== undefined) nonEmpty(`${path}.versionColumn`, target.versionColumn);
+  if (target.deletes !== undefined) {
+    const d = target.deletes;
+    nonEmpty(`${path}.deletes.column`, d.column);
+    if (!Array.isArray(d.values) || d.values.length === 0) {
+      throw invalid(`${path}.deletes.values`, 'must list at least one value');
+    }
+    if (d.mode !== 'hard' && d.mode !== 'soft')
+      throw invalid(`${path}.deletes.mode`, "must be 'hard' or 'soft'");
+    if (d.softColumn !== undefined) nonEmpty(`${path}.deletes.softColumn`, d.softColumn);
+    if (mode === 'insert-ignore')
+      throw invalid(`${path}.deletes`, "cannot be used with mode 'insert-ignore'");
+  }
+  if (target.timeZone !== undefined) {
+    const zone = nonEmpty(`${path}.timeZone`, target.timeZone);
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: zone });
+    } catch {
+      throw invalid(`${path}.timeZone`, `is not an IANA time zone: ${zone}`);
+    }
+  }
+  return target;
+}
+
+export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw invalid('options', 'must be an object');
+  const schema = options.schema ?? 'tributary';
+  nonEmpty('schema', schema);
+  const { targets } = options;
+  if (typeof targets === 'function') {
+    // validated per stream on first use
+  } else if (typeof targets === 'object' && targets !== null) {
+    for (const [stream, target] of Object.entries(targets))
+      validateTarget(`targets[${JSON.stringify(stream)}]`, target);
+  } else {
+    throw invalid('targets', 'must be an object keyed by stream id or a function');
+  }
+  const retries = options.retries ?? 3;
+  if (!Number.isInteger(retries) || retries < 0)
+    throw invalid('retries', `must be an integer ≥ 0, got ${retries}`);
+  const replayBufferRows = options.replayBufferRows ?? 500_000;
+  if (!Number.isInteger(replayBufferRows) || replayBufferRows < 0) {
+    throw invalid('replayBufferRows', `must be an integer ≥ 0, got ${replayBufferRows}`);
+  }
+  const wait = options.lock?.wait ?? false;
+  let lockWaitMs: number | undefined;
+  if (wait !== false) {
+    if (typeof wait !== 'object' || !Number.isInteger(wait.timeoutMs) || wait.timeoutMs <= 0) {
+      throw invalid('lock.wait', 'must be false or { timeoutMs: positive integer }');
+    }
+    lockWaitMs = wait.timeoutMs;
+  }
+  if (
+    options.statementTimeoutMs !== undefined &&
+    !(Number.isInteger(options.statementTimeoutMs) && options.statementTimeoutMs >= 0)
+  ) {
+    throw invalid('statementTimeoutMs', 'must be an integer ≥ 0');
+  }
+  if (!options.pool && !options.connectionString && !process.env.DATABASE_URL) {
+    throw invalid('pool', 'or connectionString (or DATABASE_URL) is required');
+  }
+  return {
+    schema,
+    migrate: options.migrate ?? true,
+    targets,
+    lockWaitMs,
+    retries,
+    replayBufferRows,
+    faults: options.faults,
+  };
+}
+
+export function targetFor(targets: TargetResolver, stream: string): TargetTable {
+  if (typeof targets === 'function') {
+    return validateTarget(`targets(${JSON.stringify(stream)})`, targets(stream));
+  }
+  const target = Object.hasOwn(targets, stream) ? targets[stream] : undefined;
+  if (!target) {
+    throw new TributaryError(
+      'INVALID_OPTIONS',
+      `pgSink(): no target table configured for stream "${stream}"`,
+      {
+        stream,
+      },
+    );
+  }
+  return target;
+}

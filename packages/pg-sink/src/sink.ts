@@ -1,0 +1,729 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import {
+  type Batch,
+  type ExportKind,
+  formatLocation,
+  type InputLocation,
+  isTransient,
+  type JsonValue,
+  type LoadLog,
+  type Position,
+  type Row,
+  type Sink,
+  TributaryError,
+  toTributaryError,
+  type WriteResult,
+} from '@tributary/core';
+import pRetry from 'p-retry';
+import pg from 'pg';
+import { type ApplyPlan, batchColumns, copyRows, planApply } from './apply.js';
+import { migrate } from './migrations.js';
+import {
+  type PgSinkOptions,
+  type ResolvedOptions,
+  resolveOptions,
+  type TargetTable,
+  targetFor,
+} from './options.js';
+import { quoteIdent, redactSecrets } from './sql.js';
+import { checkpointParams, checkpointUpsertSql, pgLoadLog, readPosition, type Watermark } from './state.js';
+import { prepareTarget, type TargetShape } from './target.js';
+
+export interface RunInfo {
+  streams?: string[];
+  host?: string;
+  version?: string;
+  info?: { [key: string]: JsonValue };
+}
+
+/** How a run ended; a `PipelineResult` can be spread in: `{ status: 'succeeded', ...result }`. */
+export interface RunOutcome {
+  status: 'succeeded' | 'failed' | 'stopped' | 'aborted';
+  error?: unknown;
+  batches?: number;
+  rowsRead?: number;
+  rowsWritten?: number;
+  rowsFiltered?: number;
+  commits?: number;
+}
+
+export interface PgSink extends Sink<Row> {
+  readonly name: string;
+  readonly loadLog: LoadLog;
+  /** The pool in use (the caller's, or the one built from the connection string). */
+  readonly pool: pg.Pool;
+  /** The control schema. */
+  readonly schema: string;
+  /** Brings the control schema up to date (also done on first use unless `migrate: false`). */
+  migrate(): Promise<void>;
+  /** Records a run in `<schema>.runs`; loads written until `finishRun` carry its id. */
+  startRun(info?: RunInfo): Promise<string>;
+  finishRun(runId: string, outcome: RunOutcome): Promise<void>;
+  /** Rolls back what is open and releases the advisory lock(s): one stream or all. */
+  release(stream?: string): Promise<void>;
+  abort(error: Error): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface UnitStats {
+  rowsRead: number;
+  filtered: Record<string, number>;
+  inserted: number;
+  updated: number;
+  deleted: number;
+  unchanged: number;
+  batches: number;
+  bytes: number;
+}
+
+interface OpenUnit {
+  source: string;
+  kind: ExportKind | null;
+  etag: string | null;
+  size: number | null;
+  late: boolean;
+  startedAt: Date;
+  /** Batches kept to replay the unit after a transient failure; undefined once over the cap. */
+  buffer: Batch<Row>[] | undefined;
+  bufferedRows: number;
+  stats: UnitStats;
+  /** COMMIT was sent: after a connection loss the outcome is unknown until checked. */
+  commitSent: boolean;
+}
+
+interface StreamSession {
+  stream: string;
+  lockKey: string;
+  target: TargetTable;
+  client: pg.PoolClient | undefined;
+  broken: boolean;
+  ready: Promise<void> | undefined;
+  shape: TargetShape | undefined;
+  plans: Map<string, ApplyPlan>;
+  inTx: boolean;
+  unit: OpenUnit | undefined;
+  /** The unit whose write failed, recorded as a failed load by abort(). */
+  failed: OpenUnit | undefined;
+}
+
+const VERSION = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+})();
+
+function emptyStats(): UnitStats {
+  return {
+    rowsRead: 0,
+    filtered: {},
+    inserted: 0,
+    updated: 0,
+    deleted: 0,
+    unchanged: 0,
+    batches: 0,
+    bytes: 0,
+  };
+}
+
+function metaString(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
+function metaNumber(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+function errorText(error: unknown): string {
+  const e = error as { code?: unknown; message?: unknown };
+  const message = typeof e?.message === 'string' ? e.message : String(error);
+  const code = error instanceof TributaryError ? `${error.code}: ` : '';
+  return redactSecrets(`${code}${message}`).slice(0, 4000);
+}
+
+function buildPool(options: PgSinkOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString ?? process.env.DATABASE_URL,
+    ...(options.ssl === undefined ? {} : { ssl: options.ssl }),
+    ...(options.statementTimeoutMs === undefined ? {} : { statement_timeout: options.statementTimeoutMs }),
+    application_name: options.applicationName ?? 'tributary',
+    max: options.poolSize ?? 10,
+  });
+  // An idle client that dies (server restart) must not crash the process; the next checkout
+  // reconnects (STYLE.md: no 'error' without a listener).
+  pool.on('error', () => {});
+  return pool;
+}
+
+class PgSinkImpl implements PgSink {
+  readonly name = 'pg-sink';
+  readonly pool: pg.Pool;
+  readonly schema: string;
+  readonly loadLog: LoadLog;
+  readonly #options: ResolvedOptions;
+  readonly #ownPool: boolean;
+  readonly #s: string;
+  readonly #sessions = new Map<string, StreamSession>();
+  #migrated: Promise<void> | undefined;
+  #runId: string | null = null;
+
+  constructor(options: PgSinkOptions) {
+    this.#options = resolveOptions(options);
+    this.schema = this.#options.schema;
+    this.#s = quoteIdent(this.schema);
+    this.#ownPool = !options.pool;
+    this.pool = options.pool ?? buildPool(options);
+    this.loadLog = pgLoadLog(
+      this.pool,
+      this.schema,
+      this.#options.migrate ? () => this.migrate() : undefined,
+    );
+  }
+
+  migrate(): Promise<void> {
+    this.#migrated ??= migrate(this.pool, { schema: this.schema }).catch((error) => {
+      this.#migrated = undefined;
+      throw error;
+    });
+    return this.#migrated;
+  }
+
+  async checkpoint(stream: string): Promise<Position | null> {
+    const session = await this.#session(stream);
+    try {
+      return await readPosition(session.client!, this.schema, stream);
+    } catch (error) {
+      if ((error as { code?: string }).code === '42P01') {
+        throw new TributaryError(
+          'INVALID_OPTIONS',
+          `control schema ${this.#s} is not set up: run migrate() (or leave migrate enabled)`,
+          { cause: error, stream },
+        );
+      }
+      throw toTributaryError(error, 'SINK_FAILED');
+    }
+  }
+
+  async write(batch: Batch<Row>): Promise<WriteResult> {
+    const session = await this.#session(batch.stream);
+    let unit = session.unit;
+    if (!unit) {
+      unit = {
+        source: batch.meta.source ?? batch.stream,
+        kind: batch.meta.kind ?? null,
+        etag: metaString(batch.meta['etag']),
+        size: metaNumber(batch.meta['size']),
+        late: false,
+        startedAt: new Date(),
+        buffer: [],
+        bufferedRows: 0,
+        stats: emptyStats(),
+        commitSent: false,
+      };
+      session.unit = unit;
+    }
+    const openUnit = unit;
+    if (openUnit.buffer) {
+      if (openUnit.bufferedRows + batch.rows.length <= this.#options.replayBufferRows) {
+        openUnit.buffer.push(batch);
+        openUnit.bufferedRows += batch.rows.length;
+      } else {
+        openUnit.buffer = undefined; // too large to replay in process (invariant 7)
+      }
+    }
+    let replay = false;
+    try {
+      await pRetry(
+        async () => {
+          if (replay) {
+            // The transaction died with its connection: reconnect (re-taking the stream lock)
+            // and re-run the whole unit from the first batch.
+            await this.#reconnect(session);
+            if (openUnit.commitSent && (await this.#positionStored(session, batch.position))) return;
+            openUnit.stats = emptyStats();
+            openUnit.late = false;
+            openUnit.commitSent = false;
+            for (const buffered of openUnit.buffer!) await this.#applyBatch(session, openUnit, buffered);
+          } else {
+            await this.#applyBatch(session, openUnit, batch);
+          }
+          if (batch.meta.commit) await this.#commitUnit(session, openUnit, batch);
+        },
+        {
+          retries: this.#options.retries,
+          minTimeout: 100,
+          maxTimeout: 2000,
+          onFailedAttempt: async ({ error }) => {
+            replay = true;
+            await this.#discardTransaction(session, error);
+          },
+          shouldRetry: ({ error }) => isTransient(error) && openUnit.buffer !== undefined,
+        },
+      );
+    } catch (error) {
+      await this.#discardTransaction(session, error);
+      session.unit = undefined;
+      session.failed = openUnit;
+      if (isTransient(error) && !(error instanceof TributaryError)) {
+        throw new TributaryError(
+          'TRANSIENT',
+          `stream "${batch.stream}": ${errorText(error)} (gave up after ${this.#options.retries} retries` +
+            `${openUnit.buffer ? '' : '; unit too large to replay in process'}); the next run resumes from the checkpoint`,
+          { cause: error, retriable: true, stream: batch.stream },
+        );
+      }
+      if (error instanceof TributaryError) throw error;
+      throw new TributaryError(
+        'SINK_FAILED',
+        `stream "${batch.stream}", ${openUnit.source}: ${errorText(error)}`,
+        { cause: error, stream: batch.stream, location: { file: openUnit.source } },
+      );
+    }
+    if (!batch.meta.commit) return { committed: false };
+    session.unit = undefined;
+    return { committed: true };
+  }
+
+  async abort(error: Error): Promise<void> {
+    const recorded = new Set<string>();
+    for (const session of this.#sessions.values()) {
+      const unit = session.unit ?? session.failed;
+      if (session.unit) await this.#discardTransaction(session, error);
+      session.unit = undefined;
+      session.failed = undefined;
+      if (!unit) continue;
+      await this.#recordFailure(session.stream, unit.source, unit, error);
+      recorded.add(`${session.stream}\u0000${unit.source}`);
+    }
+    const te = error instanceof TributaryError ? error : undefined;
+    if (te?.stream && te.location?.file && !recorded.has(`${te.stream}\u0000${te.location.file}`)) {
+      await this.#recordFailure(te.stream, te.location.file, undefined, error);
+    }
+  }
+
+  async startRun(info: RunInfo = {}): Promise<string> {
+    await this.migrate();
+    const result = await this.pool.query<{ run_id: string }>(
+      `INSERT INTO ${this.#s}.runs (host, pid, version, streams, info) VALUES ($1, $2, $3, $4, $5)
+       RETURNING run_id::text`,
+      [
+        info.host ?? hostname(),
+        process.pid,
+        info.version ?? VERSION,
+        info.streams ?? null,
+        info.info === undefined ? null : JSON.stringify(info.info),
+      ],
+    );
+    this.#runId = result.rows[0]!.run_id;
+    return this.#runId;
+  }
+
+  async finishRun(runId: string, outcome: RunOutcome): Promise<void> {
+    await this.pool.query(
+      `UPDATE ${this.#s}.runs SET status = $2, finished_at = clock_timestamp(), batches = $3, rows_read = $4,
+              rows_written = $5, rows_filtered = $6, commits = $7, error = $8
+        WHERE run_id = $1`,
+      [
+        runId,
+        outcome.status,
+        outcome.batches ?? null,
+        outcome.rowsRead ?? null,
+        outcome.rowsWritten ?? null,
+        outcome.rowsFiltered ?? null,
+        outcome.commits ?? null,
+        outcome.error === undefined ? null : errorText(outcome.error),
+      ],
+    );
+    if (this.#runId === runId) this.#runId = null;
+  }
+
+  async release(stream?: string): Promise<void> {
+    const sessions = stream === undefined ? [...this.#sessions.values()] : [this.#sessions.get(stream)];
+    for (const session of sessions) {
+      if (!session) continue;
+      this.#sessions.delete(session.stream);
+      await session.ready?.catch(() => undefined);
+      const client = session.client;
+      session.client = undefined;
+      if (!client) continue;
+      if (session.broken) {
+        client.release(true);
+        continue;
+      }
+      try {
+        if (session.inTx) await client.query('ROLLBACK');
+        await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [session.lockKey]);
+        client.release();
+      } catch (error) {
+        client.release(error instanceof Error ? error : true);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.release();
+    if (this.#ownPool) await this.pool.end();
+  }
+
+  // ---------------------------------------------------------------- sessions and locks
+
+  async #session(stream: string): Promise<StreamSession> {
+    let session = this.#sessions.get(stream);
+    if (!session) {
+      session = {
+        stream,
+        lockKey: `tributary:${this.schema}:${stream}`,
+        target: targetFor(this.#options.targets, stream),
+        client: undefined,
+        broken: false,
+        ready: undefined,
+        shape: undefined,
+        plans: new Map(),
+        inTx: false,
+        unit: undefined,
+        failed: undefined,
+      };
+      this.#sessions.set(stream, session);
+    }
+    const s = session;
+    s.ready ??= this.#openSession(s).catch((error) => {
+      s.ready = undefined;
+      throw error;
+    });
+    await s.ready;
+    return s;
+  }
+
+  /** Lock first (one writer per stream, invariant 8), then migrations and the target audit. */
+  async #openSession(session: StreamSession): Promise<void> {
+    await this.#connect(session);
+    try {
+      if (this.#options.migrate) await this.migrate();
+      session.shape = await prepareTarget(session.client!, session.target, this.#options.migrate);
+    } catch (error) {
+      await this.release(session.stream);
+      this.#sessions.set(session.stream, session);
+      throw error;
+    }
+  }
+
+  async #connect(session: StreamSession): Promise<void> {
+    const client = await this.pool.connect();
+    // A dedicated client killed while idle emits 'error'; without a listener that would crash
+    // the process. The next statement on it fails and the retry path reconnects.
+    client.on('error', () => {
+      session.broken = true;
+    });
+    try {
+      await this.#lockStream(client, session);
+    } catch (error) {
+      client.release();
+      throw error;
+    }
+    session.client = client;
+    session.broken = false;
+    session.inTx = false;
+  }
+
+  async #reconnect(session: StreamSession): Promise<void> {
+    const old = session.client;
+    session.client = undefined;
+    session.inTx = false;
+    if (old) old.release(true);
+    await this.#connect(session);
+  }
+
+  async #lockStream(client: pg.PoolClient, session: StreamSession): Promise<void> {
+    const waitMs = this.#options.lockWaitMs;
+    if (waitMs === undefined) {
+      const result = await client.query<{ locked: boolean }>(
+        'SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked',
+        [session.lockKey],
+      );
+      if (result.rows[0]?.locked) return;
+      throw await this.#lockedError(client, session, '');
+    }
+    // Server-side wait bounded by lock_timeout: no polling loop.
+    await client.query(`SET lock_timeout = ${waitMs}`);
+    try {
+      await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [session.lockKey]);
+    } catch (error) {
+      if ((error as { code?: string }).code === '55P03') {
+        await client.query('RESET lock_timeout');
+        throw await this.#lockedError(client, session, ` (waited ${waitMs} ms)`);
+      }
+      throw error;
+    }
+    await client.query('RESET lock_timeout');
+  }
+
+  async #lockedError(client: pg.PoolClient, session: StreamSession, waited: string): Promise<TributaryError> {
+    const holder = await client.query<{
+      pid: number;
+      application_name: string | null;
+      client_addr: string | null;
+      backend_start: Date | null;
+    }>(
+      `WITH k AS (SELECT hashtextextended($1, 0) AS k)
+       SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start
+         FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = ((k.k >> 32) & 4294967295)::oid AND l.objid = (k.k & 4294967295)::oid
+        LIMIT 1`,
+      [session.lockKey],
+    );
+    const h = holder.rows[0];
+    const who = h
+      ? `pid ${h.pid}${h.application_name ? ` (application "${h.application_name}"` : ' ('}${
+          h.client_addr ? `, client ${h.client_addr}` : ''
+        }${h.backend_start ? `, connected since ${h.backend_start.toISOString()}` : ''})`
+      : 'another session';
+    return new TributaryError(
+      'STREAM_LOCKED',
+      `stream "${session.stream}" is locked by ${who}${waited}: another runner is applying it (one writer per stream)`,
+      { stream: session.stream },
+    );
+  }
+
+  // ---------------------------------------------------------------- apply
+
+  async #ensureTransaction(session: StreamSession, extraSql = ''): Promise<pg.PoolClient> {
+    if (!session.client) await this.#connect(session);
+    const client = session.client!;
+    if (session.inTx) {
+      if (extraSql) await client.query(extraSql);
+      return client;
+    }
+    await client.query(`BEGIN${extraSql ? `; ${extraSql}` : ''}`);
+    session.inTx = true;
+    // Offset-less timestamps in the file are read in the export's zone (invariant 1's zone).
+    if (session.target.timeZone) {
+      await client.query(`SELECT set_config('TimeZone', $1, true)`, [session.target.timeZone]);
+    }
+    return client;
+  }
+
+  async #shape(session: StreamSession): Promise<TargetShape> {
+    if (!session.shape) {
+      if (!session.client) await this.#connect(session);
+      session.shape = await prepareTarget(session.client!, session.target, true);
+    }
+    return session.shape!;
+  }
+
+  async #applyBatch(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<void> {
+    const { stats } = unit;
+    const { meta } = batch;
+    stats.batches++;
+    stats.rowsRead += meta.rowsRead;
+    for (const [name, count] of Object.entries(meta.filtered))
+      stats.filtered[name] = (stats.filtered[name] ?? 0) + count;
+    stats.bytes += meta.bytes ?? 0;
+    if (meta['late'] === 'skipped') unit.late = true;
+    if (batch.rows.length === 0) return;
+
+    const shape = await this.#shape(session);
+    const columns = batchColumns(batch.rows);
+    const signature = columns.join('\u0000');
+    let plan = session.plans.get(signature);
+    if (!plan) {
+      plan = planApply(shape, columns, this.schema);
+      session.plans.set(signature, plan);
+    }
+    const client = await this.#ensureTransaction(session, plan.prepareStage);
+    await copyRows(client, plan, batch.rows);
+    let counts: { inserted: number; updated: number; deleted: number };
+    try {
+      const result = await client.query<{ inserted: number; updated: number; deleted: number }>(
+        plan.merge,
+        plan.mergeParams,
+      );
+      counts = result.rows[0]!;
+    } catch (error) {
+      if (isTransient(error)) throw error;
+      throw await this.#explainApplyError(session, plan, batch, error);
+    }
+    stats.inserted += counts.inserted;
+    stats.updated += counts.updated;
+    stats.deleted += counts.deleted;
+    stats.unchanged += batch.rows.length - counts.inserted - counts.updated - counts.deleted;
+  }
+
+  /**
+   * Turns a failed merge into an error naming file, line and column (invariant 6): the
+   * transaction is rolled back, the batch staged again and the first value that does not cast
+   * located with the control schema's try_cast.
+   */
+  async #explainApplyError(
+    session: StreamSession,
+    plan: ApplyPlan,
+    batch: Batch<Row>,
+    error: unknown,
+  ): Promise<TributaryError> {
+    const pgError = error as { code?: string; message?: string; column?: string };
+    const source = batch.meta.source ?? batch.stream;
+    const isData =
+      typeof pgError.code === 'string' && (pgError.code.startsWith('22') || pgError.code === '23502');
+    let found: { ord: number; col: number; col_value: string | null } | undefined;
+    if (isData) {
+      try {
+        await this.#discardTransaction(session, error);
+        const client = await this.#ensureTransaction(session, plan.prepareStage);
+        await copyRows(client, plan, batch.rows);
+        const located = await client.query<{ ord: number; col: number; col_value: string | null }>(
+          plan.locate,
+          plan.locateParams,
+        );
+        found = located.rows[0];
+      } catch {
+        // Locating is best effort; the original error below still names the file.
+      } finally {
+        await this.#discardTransaction(session, error);
+      }
+    }
+    if (!found) {
+      const column = pgError.column ? `, column ${quoteIdent(pgError.column)}` : '';
+      return new TributaryError(
+        isData ? 'CAST_FAILED' : 'SINK_FAILED',
+        `stream "${batch.stream}", ${source}${column}: ${errorText(error)}`,
+        {
+          cause: error,
+          stream: batch.stream,
+          location: { file: source, ...(pgError.column ? { column: pgError.column } : {}) },
+        },
+      );
+    }
+    const column = plan.locateColumns[found.col]!;
+    const at = batch.meta.locations?.[found.ord];
+    const location: InputLocation = {
+      file: at?.file ?? source,
+      ...(at?.line === undefined ? {} : { line: at.line }),
+      column,
+      record: at?.record ?? found.ord + 1,
+    };
+    const type = session.shape?.columns.get(column)?.type ?? 'text';
+    const isKey = session.target.key.includes(column) && (found.col_value === null || found.col_value === '');
+    const shown = found.col_value === null ? 'NULL' : JSON.stringify(found.col_value.slice(0, 80));
+    const where = `${location.file}${location.line === undefined ? '' : `:${location.line}`} (row ${location.record}, column ${quoteIdent(column)})`;
+    return new TributaryError(
+      isKey ? 'BAD_KEY' : 'CAST_FAILED',
+      isKey
+        ? `stream "${batch.stream}": empty key column ${quoteIdent(column)} at ${where}`
+        : `stream "${batch.stream}": value ${shown} is not a valid ${type} at ${where}: ${errorText(error)}`,
+      { cause: error, stream: batch.stream, location },
+    );
+  }
+
+  async #commitUnit(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<void> {
+    const client = await this.#ensureTransaction(session);
+    const { stats } = unit;
+    const watermark = unit.late ? undefined : (batch.meta['watermark'] as Watermark | undefined);
+    const cp = checkpointParams(batch.stream, batch.position, {
+      source: unit.source,
+      watermark: watermark && typeof watermark.key === 'string' ? watermark : null,
+    });
+    const filteredTotal = Object.values(stats.filtered).reduce((a, b) => a + b, 0);
+    // Rows, checkpoint and load row: one transaction (invariant 2, manual §5.4).
+    await client.query(
+      `WITH cp AS (${checkpointUpsertSql(this.#s)} RETURNING 1)
+       INSERT INTO ${this.#s}.loads (run_id, stream, source, etag, size, kind, status, rows_read, rows_filtered,
+              filtered, rows_inserted, rows_updated, rows_deleted, rows_unchanged, batches, bytes, position,
+              started_at, finished_at)
+       SELECT $6, $1, $3, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19, $2::jsonb,
+              now(), clock_timestamp()
+         FROM cp`,
+      [
+        ...cp,
+        this.#runId,
+        unit.etag,
+        unit.size,
+        unit.kind,
+        unit.late ? 'late_skipped' : 'loaded',
+        stats.rowsRead,
+        filteredTotal,
+        JSON.stringify(stats.filtered),
+        stats.inserted,
+        stats.updated,
+        stats.deleted,
+        stats.unchanged,
+        stats.batches,
+        stats.bytes || null,
+      ],
+    );
+    const hook = this.#options.faults?.beforeCommit;
+    if (hook) await hook({ stream: batch.stream, source: unit.source });
+    unit.commitSent = true;
+    await client.query('COMMIT');
+    session.inTx = false;
+  }
+
+  async #positionStored(session: StreamSession, position: Position): Promise<boolean> {
+    const result = await session.client!.query<{ same: boolean }>(
+      `SELECT position = $2::jsonb AS same FROM ${this.#s}.checkpoints WHERE stream = $1`,
+      [session.stream, JSON.stringify(position)],
+    );
+    return result.rows[0]?.same ?? false;
+  }
+
+  async #discardTransaction(session: StreamSession, error: unknown): Promise<void> {
+    const client = session.client;
+    if (!client) return;
+    if (session.broken || isTransient(error)) {
+      // The connection is (or may be) gone, and the transaction with it.
+      session.client = undefined;
+      session.inTx = false;
+      client.release(true);
+      return;
+    }
+    if (!session.inTx) return;
+    session.inTx = false;
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackError) {
+      session.client = undefined;
+      client.release(rollbackError instanceof Error ? rollbackError : true);
+    }
+  }
+
+  async #recordFailure(
+    stream: string,
+    source: string,
+    unit: OpenUnit | undefined,
+    error: unknown,
+  ): Promise<void> {
+    const location = error instanceof TributaryError ? formatLocation(error.location) : '';
+    try {
+      await this.pool.query(
+        `INSERT INTO ${this.#s}.loads (run_id, stream, source, etag, size, kind, status, rows_read, batches,
+                started_at, finished_at, error)
+         VALUES ($1, $2, $3, $4, $5, $6, 'failed', $7, $8, $9, clock_timestamp(), $10)`,
+        [
+          this.#runId,
+          stream,
+          source,
+          unit?.etag ?? null,
+          unit?.size ?? null,
+          unit?.kind ?? null,
+          unit?.stats.rowsRead ?? 0,
+          unit?.stats.batches ?? 0,
+          unit?.startedAt ?? new Date(),
+          errorText(error) + (location && !errorText(error).includes(location) ? ` (at ${location})` : ''),
+        ],
+      );
+    } catch {
+      // The failure itself is what the caller sees; a load log that cannot be written (schema
+      // missing with migrate: false, database down) must not hide it.
+    }
+  }
+}
+
+/** The PostgreSQL sink: exactly-once apply with checkpoint, load log and observability. */
+export function pgSink(options: PgSinkOptions): PgSink {
+  return new PgSinkImpl(options);
+}

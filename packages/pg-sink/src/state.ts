@@ -1,0 +1,225 @@
+import type { CheckpointStore, ExportKind, LoadLog, LoadRecord, LoadStatus, Position } from '@tributary/core';
+import type pg from 'pg';
+import { migrate } from './migrations.js';
+import { quoteIdent } from './sql.js';
+
+export interface Watermark {
+  key: string;
+  time?: Date | string | null;
+}
+
+export interface SaveCheckpointOptions {
+  source?: string | null;
+  /** Only moves forward: an older watermark time never replaces a newer one. */
+  watermark?: Watermark | null;
+}
+
+/** The checkpoint upsert shared by the sink and `pgCheckpointStore.save` ($1 stream … $5 time). */
+export function checkpointUpsertSql(s: string): string {
+  const forward = `EXCLUDED.watermark_key IS NOT NULL AND (c.watermark_time IS NULL OR EXCLUDED.watermark_time IS NULL
+                    OR EXCLUDED.watermark_time >= c.watermark_time)`;
+  return `INSERT INTO ${s}.checkpoints AS c (stream, position, source, watermark_key, watermark_time, updated_at)
+VALUES ($1, $2::jsonb, $3, $4, $5::timestamptz, clock_timestamp())
+ON CONFLICT (stream) DO UPDATE SET
+  position = EXCLUDED.position,
+  source = coalesce(EXCLUDED.source, c.source),
+  updated_at = EXCLUDED.updated_at,
+  watermark_key = CASE WHEN ${forward} THEN EXCLUDED.watermark_key ELSE c.watermark_key END,
+  watermark_time = CASE WHEN ${forward} THEN coalesce(EXCLUDED.watermark_time, c.watermark_time) ELSE c.watermark_time END`;
+}
+
+export function checkpointParams(
+  stream: string,
+  position: Position,
+  options: SaveCheckpointOptions = {},
+): unknown[] {
+  const time = options.watermark?.time;
+  return [
+    stream,
+    JSON.stringify(position),
+    options.source ?? null,
+    options.watermark?.key ?? null,
+    time instanceof Date ? time.toISOString() : (time ?? null),
+  ];
+}
+
+async function controlTableExists(
+  db: pg.Pool | pg.ClientBase,
+  schema: string,
+  table: string,
+): Promise<boolean> {
+  const result = await db.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [
+    `${quoteIdent(schema)}.${quoteIdent(table)}`,
+  ]);
+  return result.rows[0]?.found ?? false;
+}
+
+export async function readPosition(
+  db: pg.Pool | pg.ClientBase,
+  schema: string,
+  stream: string,
+): Promise<Position | null> {
+  const result = await db.query<{ position: Position }>(
+    `SELECT position FROM ${quoteIdent(schema)}.checkpoints WHERE stream = $1`,
+    [stream],
+  );
+  return result.rows[0]?.position ?? null;
+}
+
+export interface PgCheckpointStoreOptions {
+  pool: pg.Pool;
+  /** Control schema, default `tributary`. */
+  schema?: string;
+  /** Run migrations on first use, default true. When false, a missing schema reads as no checkpoint. */
+  migrate?: boolean;
+}
+
+export interface PgCheckpointStore extends CheckpointStore {
+  /**
+   * Stores a position. With `client`, inside the caller's transaction (rows + offsets in one
+   * COMMIT); without, on its own.
+   */
+  save(
+    stream: string,
+    position: Position,
+    client?: pg.ClientBase,
+    options?: SaveCheckpointOptions,
+  ): Promise<void>;
+}
+
+/** Positions in `<schema>.checkpoints`, for pipelines whose terminal sink is not PostgreSQL. */
+export function pgCheckpointStore(options: PgCheckpointStoreOptions): PgCheckpointStore {
+  const schema = options.schema ?? 'tributary';
+  const s = quoteIdent(schema);
+  let migrated: Promise<void> | undefined;
+  const ready = async () => {
+    if (options.migrate === false) return;
+    migrated ??= migrate(options.pool, { schema }).catch((error) => {
+      migrated = undefined;
+      throw error;
+    });
+    await migrated;
+  };
+  return {
+    async checkpoint(stream) {
+      await ready();
+      if (options.migrate === false && !(await controlTableExists(options.pool, schema, 'checkpoints')))
+        return null;
+      return readPosition(options.pool, schema, stream);
+    },
+    async save(stream, position, client, saveOptions) {
+      await ready();
+      await (client ?? options.pool).query(
+        checkpointUpsertSql(s),
+        checkpointParams(stream, position, saveOptions),
+      );
+    },
+  };
+}
+
+interface LoadRow {
+  stream: string;
+  source: string;
+  etag: string | null;
+  size: string | null;
+  kind: ExportKind | null;
+  status: LoadStatus;
+  finished_at: Date | null;
+  error: string | null;
+}
+
+function toLoadRecord(row: LoadRow): LoadRecord {
+  return {
+    stream: row.stream,
+    source: row.source,
+    etag: row.etag,
+    size: row.size === null ? null : Number(row.size),
+    kind: row.kind,
+    status: row.status,
+    finishedAt: row.finished_at,
+    error: row.error,
+  };
+}
+
+async function listLoads(db: pg.Pool | pg.ClientBase, schema: string, stream: string): Promise<LoadRecord[]> {
+  const result = await db.query<LoadRow>(
+    `SELECT DISTINCT ON (source) stream, source, etag, size, kind, status, finished_at, error
+       FROM ${quoteIdent(schema)}.loads WHERE stream = $1
+      ORDER BY source, load_id DESC`,
+    [stream],
+  );
+  return result.rows.map(toLoadRecord);
+}
+
+/** The load log (`<schema>.loads`) as the sources see it. A missing schema reads as empty. */
+export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () => Promise<void>): LoadLog {
+  return {
+    async list(stream) {
+      await beforeUse?.();
+      if (!(await controlTableExists(pool, schema, 'loads'))) return [];
+      return listLoads(pool, schema, stream);
+    },
+    async markArchived(stream, source) {
+      await beforeUse?.();
+      await pool.query(
+        `UPDATE ${quoteIdent(schema)}.loads SET status = 'archived', archived_at = clock_timestamp()
+          WHERE load_id = (SELECT max(load_id) FROM ${quoteIdent(schema)}.loads
+                            WHERE stream = $1 AND source = $2 AND status = 'loaded')`,
+        [stream, source],
+      );
+    },
+  };
+}
+
+export interface CheckpointState {
+  stream: string;
+  position: Position;
+  source: string | null;
+  watermarkKey: string | null;
+  watermarkTime: Date | null;
+  updatedAt: Date;
+}
+
+export interface StreamState {
+  checkpoint: CheckpointState | null;
+  /** Latest record per source ref. */
+  loads: LoadRecord[];
+}
+
+/**
+ * Read-only view of one stream's checkpoint and load history, for dry runs and status
+ * commands: never migrates, never locks; `null` when the control schema does not exist.
+ */
+export async function readState(
+  db: pg.Pool | pg.ClientBase,
+  schema: string,
+  stream: string,
+): Promise<StreamState | null> {
+  if (!(await controlTableExists(db, schema, 'checkpoints'))) return null;
+  const result = await db.query<{
+    stream: string;
+    position: Position;
+    source: string | null;
+    watermark_key: string | null;
+    watermark_time: Date | null;
+    updated_at: Date;
+  }>(
+    `SELECT stream, position, source, watermark_key, watermark_time, updated_at
+       FROM ${quoteIdent(schema)}.checkpoints WHERE stream = $1`,
+    [stream],
+  );
+  const row = result.rows[0];
+  return {
+    checkpoint: row
+      ? {
+          stream: row.stream,
+          position: row.position,
+          source: row.source,
+          watermarkKey: row.watermark_key,
+          watermarkTime: row.watermark_time,
+          updatedAt: row.updated_at,
+        }
+      : null,
+    loads: (await controlTableExists(db, schema, 'loads')) ? await listLoads(db, schema, stream) : [],
+  };
+}
