@@ -1,1 +1,11 @@
-export {};
+/**
+ * `@tributary/kafka-bridge/testing`: a single-node, in-memory Kafka-protocol broker that real
+ * kafkajs 2.2.4 clients talk to over loopback, for tests where no Kafka is available.
+ */
+export {
+  startTestBroker,
+  type TestBroker,
+  type TestBrokerOptions,
+  type TopicPartitionOffset,
+} from './broker.js';
+export { TestBrokerState } from './state.js';
