@@ -1,1 +1,67 @@
-export {};
+export {
+  type ArchiveFileInput,
+  type ArchiveFileOptions,
+  archivedCopyMatches,
+  archiveFile,
+  sameObject,
+} from './archive.js';
+export {
+  archiveKey,
+  type BuiltInKeyPattern,
+  baseName,
+  changeTablePrefix,
+  type DataFormat,
+  DataSuffixes,
+  dataSuffix,
+  formatOfKey,
+  isValidTimeZone,
+  type KeyPattern,
+  KeyPatterns,
+  type KeyTime,
+  type LocalTimeResolution,
+  localTimeToUtc,
+  parentPrefix,
+  parseKeyTime,
+  qlikLoadNumber,
+  siblingPrefix,
+  stemOf,
+  ZoneAbbreviations,
+  zoneOffsetMs,
+  zoneTokenOffsetMinutes,
+} from './keys.js';
+export { type ListedObject, type ListKeysOptions, type ListResult, listKeys, normalizeEtag } from './list.js';
+export {
+  type ColumnCheck,
+  type CommitGranularity,
+  DEFAULT_BATCH_BYTES,
+  DEFAULT_BATCH_ROWS,
+  DEFAULT_RETRY,
+  type EtagChangedPolicy,
+  type LateFilePolicy,
+  type Layout,
+  type ResolvedOptions,
+  type ResolvedStream,
+  type RetryOptions,
+  resolveOptions,
+  type S3SourceOptions,
+  type StreamDefinition,
+  type WatchOptions,
+} from './options.js';
+export {
+  compareOrder,
+  maxWatermark,
+  type OrderedObject,
+  orderOf,
+  type PendingPlan,
+  type PlanInput,
+  type PlannedFile,
+  planPendingFiles,
+  planReplay,
+  type S3Position,
+  type StreamPlan,
+  toS3Position,
+  type Watermark,
+} from './plan.js';
+export { checkColumns, type FileChunk, type ReadFileOptions, readFileBatches } from './read.js';
+export { withRetry } from './retry.js';
+export { type PlanContext, type S3Source, s3Source } from './source.js';

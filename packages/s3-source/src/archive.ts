@@ -1,0 +1,94 @@
+import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { TributaryError } from '@tributary/core';
+import { normalizeEtag } from './list.js';
+
+export interface ArchiveFileInput {
+  bucket: string;
+  key: string;
+  /** The ETag the file had when it was read: a file changed since is not moved. */
+  etag: string;
+  size: number;
+  /** Where it goes (see `archiveKey`). */
+  target: string;
+}
+
+export interface ArchiveFileOptions {
+  signal?: AbortSignal | undefined;
+  /** Wraps each S3 call (retries). */
+  send?: <T>(request: () => Promise<T>) => Promise<T>;
+}
+
+/** `CopySource` must be URL-encoded, segment by segment so the `/`s stay. */
+function copySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** True when a copy is the same object: same size, and the same ETag unless the source was multipart. */
+export function sameObject(
+  source: { etag: string; size: number },
+  copy: { etag: string; size: number },
+): boolean {
+  if (source.size !== copy.size) return false;
+  // A multipart upload's ETag (`…-N`) is not an MD5, and a copy gets a plain one.
+  return source.etag.includes('-') || source.etag === copy.etag;
+}
+
+/**
+ * Moves a file: CopyObject, HeadObject to confirm the copy (size and ETag), then DeleteObject.
+ * Copy before delete and never delete an unconfirmed copy: a crash at any step leaves the file
+ * in at least one place (invariant 3).
+ */
+export async function archiveFile(
+  client: S3Client,
+  input: ArchiveFileInput,
+  options: ArchiveFileOptions = {},
+): Promise<void> {
+  const send = options.send ?? ((request) => request());
+  const abortSignal = options.signal;
+  await send(() =>
+    client.send(
+      new CopyObjectCommand({
+        Bucket: input.bucket,
+        Key: input.target,
+        CopySource: copySource(input.bucket, input.key),
+        CopySourceIfMatch: `"${input.etag}"`,
+      }),
+      { abortSignal },
+    ),
+  );
+  const head = await send(() =>
+    client.send(new HeadObjectCommand({ Bucket: input.bucket, Key: input.target }), { abortSignal }),
+  );
+  const copy = { etag: normalizeEtag(head.ETag), size: head.ContentLength ?? -1 };
+  if (!sameObject(input, copy)) {
+    throw new TributaryError(
+      'SOURCE_FAILED',
+      `archive copy ${input.target} does not match ${input.key} (size ${copy.size} vs ${input.size}, ETag ${copy.etag} vs ${input.etag}); the original is kept`,
+      { location: { file: input.key } },
+    );
+  }
+  await send(() =>
+    client.send(new DeleteObjectCommand({ Bucket: input.bucket, Key: input.key }), { abortSignal }),
+  );
+}
+
+/** The archive copy of a file if it exists and matches it (a delete failed after the copy). */
+export async function archivedCopyMatches(
+  client: S3Client,
+  input: Omit<ArchiveFileInput, 'target'> & { target: string },
+  options: Pick<ArchiveFileOptions, 'signal' | 'send'> = {},
+): Promise<boolean> {
+  const send = options.send ?? ((request) => request());
+  try {
+    const head = await send(() =>
+      client.send(new HeadObjectCommand({ Bucket: input.bucket, Key: input.target }), {
+        abortSignal: options.signal,
+      }),
+    );
+    return sameObject(input, { etag: normalizeEtag(head.ETag), size: head.ContentLength ?? -1 });
+  } catch (error) {
+    const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    if (status === 404 || (error as { name?: string }).name === 'NotFound') return false;
+    throw error;
+  }
+}

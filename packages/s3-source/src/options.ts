@@ -1,0 +1,347 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import { TributaryError } from '@tributary/core';
+import {
+  changeTablePrefix,
+  type DataFormat,
+  isValidTimeZone,
+  type KeyPattern,
+  KeyPatterns,
+  parentPrefix,
+  siblingPrefix,
+} from './keys.js';
+
+export type ColumnCheck = 'exact' | 'subset' | 'any';
+export type Layout = 'changes' | 'qlik';
+export type LateFilePolicy = 'error' | 'apply' | 'skip';
+export type EtagChangedPolicy = 'error' | 'apply';
+export type CommitGranularity = 'file' | 'batch';
+
+/** One ordered stream of change files under a prefix. */
+export interface StreamDefinition {
+  /** Stream id, `<source-name>/<dataset>`, e.g. `tickets/inc`. */
+  id: string;
+  bucket: string;
+  /** Folder of the change files, ending in `/`, e.g. `automations/inc/changes/`. */
+  prefix: string;
+  /**
+   * How a key's file name encodes its time. Required for `layout: 'changes'`; for `qlik` it
+   * defaults to `YYYYMMDD-HHmmssSSS` (the change-table names).
+   */
+  keyPattern?: KeyPattern;
+  /** IANA zone of the local times in key names. Default `UTC`. */
+  timeZone?: string;
+  /**
+   * `changes` (default): every data file directly under `prefix`.
+   * `qlik`: baseline `LOAD001.csv.gz`, `LOAD002…` under `prefix` first (in number order), then the
+   * change tables under `${prefix minus trailing /}__ct/` by time.
+   */
+  layout?: Layout;
+  /** Force a format; by default `.csv[.gz]` is CSV and `.jsonl[.gz]` is JSON lines. */
+  format?: DataFormat;
+  /** Expected columns (CSV header or JSON keys). */
+  columns?: string[];
+  /** `exact` (default when `columns` is given): same names, same order. `subset`: every
+   *  declared column present, any order, extra columns pass through. `any` (default otherwise). */
+  columnCheck?: ColumnCheck;
+  /** Turn empty strings into null. Default false. */
+  emptyAsNull?: boolean;
+  /** Archive folder. Default: sibling `processed/` of the prefix. */
+  processedPrefix?: string;
+  /** Folder for late files skipped under `lateFiles: 'skip'`. Default: sibling `late/`. */
+  latePrefix?: string;
+  /** A never-applied file at or before the watermark. Default `error`. */
+  lateFiles?: LateFilePolicy;
+  /** An applied file whose ETag changed (re-exported in place). Default `error`. */
+  etagChanged?: EtagChangedPolicy;
+  /** `file` (default): one commit per file. `batch`: a commit per batch (huge files). */
+  granularity?: CommitGranularity;
+  /**
+   * Back-fill: read archived files from the processed prefix, from this key (archived or
+   * original key, or bare file name) onwards, in order. Nothing is archived then.
+   */
+  replayFrom?: string;
+  /** List sub-folders of the prefix too (keys keep their relative path). Default false. */
+  recursive?: boolean;
+}
+
+export interface RetryOptions {
+  /** Retries after the first attempt. Default 4. */
+  retries?: number;
+  /** First delay. Default 200 ms. */
+  minDelayMs?: number;
+  /** Largest delay. Default 10,000 ms. */
+  maxDelayMs?: number;
+}
+
+export interface WatchOptions {
+  /** Time between polls once the plan is empty. */
+  intervalMs: number;
+  /** Random extra fraction of the interval, 0–1. Default 0.1. */
+  jitter?: number;
+}
+
+export interface S3SourceOptions {
+  /** The caller's client (region, credentials, endpoint are theirs). */
+  client: S3Client;
+  streams: StreamDefinition[];
+  /** Source name in pipeline events. Default `s3`. */
+  name?: string;
+  /** Rows per batch. Default 5,000. */
+  batchRows?: number;
+  /** Decompressed input bytes per batch (checked at chunk granularity). Default 8 MiB. */
+  batchBytes?: number;
+  /** Archive files after commit. Default true. */
+  archive?: boolean;
+  /** Keep polling for new files until `ctx.stop` or `ctx.signal` fires. */
+  watch?: WatchOptions;
+  /** Retries of S3 errors that are transient (5xx, throttling, resets), or false. */
+  retry?: RetryOptions | false;
+}
+
+/** Where a stream's files live and what role they play. */
+export interface ListedArea {
+  /** The folder listed. */
+  prefix: string;
+  /** Files from here are baselines (Qlik LOAD files) or change files. */
+  role: 'baseline' | 'changes';
+}
+
+/** A stream definition with every default filled in and derived folders computed. */
+export interface ResolvedStream {
+  id: string;
+  bucket: string;
+  prefix: string;
+  keyPattern: KeyPattern;
+  timeZone: string;
+  layout: Layout;
+  format: DataFormat | undefined;
+  columns: string[] | undefined;
+  columnCheck: ColumnCheck;
+  emptyAsNull: boolean;
+  processedPrefix: string;
+  latePrefix: string;
+  lateFiles: LateFilePolicy;
+  etagChanged: EtagChangedPolicy;
+  granularity: CommitGranularity;
+  replayFrom: string | undefined;
+  recursive: boolean;
+  /** Folders holding the stream's files. */
+  areas: ListedArea[];
+  /** Keys are archived relative to this folder (the prefix, or its parent for Qlik). */
+  archiveBase: string;
+}
+
+export interface ResolvedOptions {
+  client: S3Client;
+  name: string;
+  streams: ResolvedStream[];
+  batchRows: number;
+  batchBytes: number;
+  archive: boolean;
+  watch: { intervalMs: number; jitter: number } | undefined;
+  retry: Required<RetryOptions>;
+}
+
+export const DEFAULT_BATCH_ROWS = 5000;
+export const DEFAULT_BATCH_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_RETRY: Required<RetryOptions> = { retries: 4, minDelayMs: 200, maxDelayMs: 10_000 };
+
+function fail(path: string, message: string): never {
+  throw new TributaryError('INVALID_OPTIONS', `s3Source: ${path} ${message}`);
+}
+
+function oneOf<T extends string>(path: string, value: unknown, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !allowed.includes(value as T)) {
+    fail(path, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return value as T;
+}
+
+function positiveInteger(path: string, value: unknown, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    fail(path, `must be an integer ≥ ${min}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function folder(path: string, value: unknown, allowEmpty: boolean): string {
+  if (typeof value !== 'string') fail(path, `must be a string, got ${JSON.stringify(value)}`);
+  if (value === '' && allowEmpty) return value;
+  if (value === '' || !value.endsWith('/') || value.startsWith('/')) {
+    fail(
+      path,
+      `must be a folder like 'automations/inc/changes/' (ending in '/'), got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+function optionalBoolean(path: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') fail(path, `must be true or false, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function resolveStream(definition: unknown, path: string): ResolvedStream {
+  if (typeof definition !== 'object' || definition === null) fail(path, 'must be an object');
+  const d = definition as Partial<Record<keyof StreamDefinition, unknown>>;
+  if (typeof d.id !== 'string' || d.id.trim() === '') fail(`${path}.id`, 'must be a non-empty string');
+  if (typeof d.bucket !== 'string' || d.bucket === '') fail(`${path}.bucket`, 'must be a non-empty string');
+  const prefix = folder(`${path}.prefix`, d.prefix, true);
+  const layout = oneOf<Layout>(`${path}.layout`, d.layout, ['changes', 'qlik'], 'changes');
+  if (layout === 'qlik' && prefix === '')
+    fail(`${path}.prefix`, "must name the table folder for layout 'qlik'");
+
+  let keyPattern: KeyPattern;
+  if (typeof d.keyPattern === 'function') keyPattern = d.keyPattern as KeyPattern;
+  else if (d.keyPattern === undefined && layout === 'qlik') keyPattern = 'YYYYMMDD-HHmmssSSS';
+  else keyPattern = oneOf(`${path}.keyPattern`, d.keyPattern, KeyPatterns, undefined as never);
+  if (keyPattern === undefined) {
+    fail(
+      `${path}.keyPattern`,
+      `is required: one of ${KeyPatterns.map((p) => `'${p}'`).join(', ')} or a function`,
+    );
+  }
+
+  const timeZone = d.timeZone === undefined ? 'UTC' : d.timeZone;
+  if (typeof timeZone !== 'string' || !isValidTimeZone(timeZone)) {
+    fail(
+      `${path}.timeZone`,
+      `must be an IANA time zone like 'Africa/Nairobi', got ${JSON.stringify(timeZone)}`,
+    );
+  }
+  const format =
+    d.format === undefined
+      ? undefined
+      : oneOf<DataFormat>(`${path}.format`, d.format, ['csv', 'jsonl'], 'csv');
+
+  let columns: string[] | undefined;
+  if (d.columns !== undefined) {
+    if (
+      !Array.isArray(d.columns) ||
+      d.columns.length === 0 ||
+      !d.columns.every((c) => typeof c === 'string' && c !== '')
+    ) {
+      fail(`${path}.columns`, 'must be a non-empty array of column names');
+    }
+    const duplicate = d.columns.find((c, i) => d.columns && (d.columns as string[]).indexOf(c) !== i);
+    if (duplicate !== undefined) fail(`${path}.columns`, `names ${JSON.stringify(duplicate)} twice`);
+    columns = [...(d.columns as string[])];
+  }
+  const columnCheck = oneOf<ColumnCheck>(
+    `${path}.columnCheck`,
+    d.columnCheck,
+    ['exact', 'subset', 'any'],
+    columns ? 'exact' : 'any',
+  );
+  if (columnCheck !== 'any' && !columns)
+    fail(`${path}.columnCheck`, `'${columnCheck}' needs ${path}.columns`);
+
+  const parent = parentPrefix(prefix);
+  const defaultSibling = (name: string) => (prefix === '' ? undefined : siblingPrefix(prefix, name));
+  const processedPrefix =
+    d.processedPrefix === undefined
+      ? defaultSibling('processed')
+      : folder(`${path}.processedPrefix`, d.processedPrefix, false);
+  const latePrefix =
+    d.latePrefix === undefined ? defaultSibling('late') : folder(`${path}.latePrefix`, d.latePrefix, false);
+  if (processedPrefix === undefined || latePrefix === undefined) {
+    fail(`${path}.processedPrefix`, 'and latePrefix are required when prefix is the bucket root');
+  }
+  const areas: ListedArea[] =
+    layout === 'qlik'
+      ? [
+          { prefix, role: 'baseline' },
+          { prefix: changeTablePrefix(prefix), role: 'changes' },
+        ]
+      : [{ prefix, role: 'changes' }];
+  for (const [name, value] of [
+    ['processedPrefix', processedPrefix],
+    ['latePrefix', latePrefix],
+  ] as const) {
+    if (areas.some((area) => area.prefix === value)) {
+      fail(`${path}.${name}`, `must differ from the folder the files are read from (${value})`);
+    }
+  }
+  if (processedPrefix === latePrefix) fail(`${path}.latePrefix`, 'must differ from processedPrefix');
+
+  if (d.replayFrom !== undefined && (typeof d.replayFrom !== 'string' || d.replayFrom === '')) {
+    fail(`${path}.replayFrom`, 'must be a non-empty key or file name');
+  }
+  return {
+    id: d.id,
+    bucket: d.bucket,
+    prefix,
+    keyPattern,
+    timeZone,
+    layout,
+    format,
+    columns,
+    columnCheck,
+    emptyAsNull: optionalBoolean(`${path}.emptyAsNull`, d.emptyAsNull, false),
+    processedPrefix,
+    latePrefix,
+    lateFiles: oneOf<LateFilePolicy>(`${path}.lateFiles`, d.lateFiles, ['error', 'apply', 'skip'], 'error'),
+    etagChanged: oneOf<EtagChangedPolicy>(`${path}.etagChanged`, d.etagChanged, ['error', 'apply'], 'error'),
+    granularity: oneOf<CommitGranularity>(`${path}.granularity`, d.granularity, ['file', 'batch'], 'file'),
+    replayFrom: d.replayFrom as string | undefined,
+    recursive: optionalBoolean(`${path}.recursive`, d.recursive, false),
+    areas,
+    // Qlik keeps the table folder names (`EDW.SAMPLE/`, `EDW.SAMPLE__ct/`) in archived keys, so
+    // two tables' LOAD001 files never collide.
+    archiveBase: layout === 'qlik' ? parent : prefix,
+  };
+}
+
+/** Validates options once, before any I/O; a bad option names its path (STYLE.md). */
+export function resolveOptions(options: S3SourceOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) fail('options', 'must be an object');
+  const client = options.client as unknown;
+  if (typeof client !== 'object' || client === null || typeof (client as S3Client).send !== 'function') {
+    fail('client', 'must be an S3Client');
+  }
+  if (!Array.isArray(options.streams) || options.streams.length === 0) {
+    fail('streams', 'must be a non-empty array of stream definitions');
+  }
+  const streams = options.streams.map((definition, index) => resolveStream(definition, `streams[${index}]`));
+  const seen = new Set<string>();
+  for (const [index, stream] of streams.entries()) {
+    if (seen.has(stream.id)) fail(`streams[${index}].id`, `${JSON.stringify(stream.id)} is used twice`);
+    seen.add(stream.id);
+  }
+  let watch: ResolvedOptions['watch'];
+  if (options.watch !== undefined) {
+    if (typeof options.watch !== 'object' || options.watch === null) fail('watch', 'must be an object');
+    const intervalMs = positiveInteger('watch.intervalMs', options.watch.intervalMs, Number.NaN);
+    const jitter = options.watch.jitter ?? 0.1;
+    if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 1)) {
+      fail('watch.jitter', `must be a fraction between 0 and 1, got ${JSON.stringify(jitter)}`);
+    }
+    watch = { intervalMs, jitter };
+  }
+  let retry: Required<RetryOptions> = { ...DEFAULT_RETRY, retries: 0 };
+  if (options.retry !== false) {
+    const r = options.retry ?? {};
+    if (typeof r !== 'object' || r === null) fail('retry', 'must be an object or false');
+    retry = {
+      retries: positiveInteger('retry.retries', r.retries, DEFAULT_RETRY.retries, 0),
+      minDelayMs: positiveInteger('retry.minDelayMs', r.minDelayMs, DEFAULT_RETRY.minDelayMs, 0),
+      maxDelayMs: positiveInteger('retry.maxDelayMs', r.maxDelayMs, DEFAULT_RETRY.maxDelayMs, 0),
+    };
+  }
+  if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
+    fail('name', 'must be a non-empty string');
+  }
+  return {
+    client: options.client,
+    name: options.name ?? 's3',
+    streams,
+    batchRows: positiveInteger('batchRows', options.batchRows, DEFAULT_BATCH_ROWS),
+    batchBytes: positiveInteger('batchBytes', options.batchBytes, DEFAULT_BATCH_BYTES),
+    archive: optionalBoolean('archive', options.archive, true),
+    watch,
+    retry,
+  };
+}

@@ -1,0 +1,380 @@
+import type { ExportKind, LoadRecord, LoadStatus, Position } from '@tributary/core';
+import { TributaryError } from '@tributary/core';
+import { baseName, type KeyPattern, parseKeyTime, qlikLoadNumber } from './keys.js';
+import type { ListedObject } from './list.js';
+import type { EtagChangedPolicy, LateFilePolicy, Layout } from './options.js';
+
+/** A file the plan will read (or has found late, changed, or left to archive). */
+export interface PlannedFile {
+  key: string;
+  etag: string;
+  size: number;
+  /** The instant the key represents, ISO 8601 UTC. Qlik LOAD files sort at the epoch. */
+  time: string;
+  kind: ExportKind;
+  /** At or before the watermark: a late file, or a re-exported one being re-applied. */
+  late: boolean;
+}
+
+export interface Watermark {
+  key: string;
+  time: string;
+}
+
+export interface StreamPlan {
+  stream: string;
+  /** The newest file applied so far, or null on a fresh stream. */
+  watermark: Watermark | null;
+  /** Files to read, in apply order (late and re-exported files included when their policy is `apply`). */
+  pending: PlannedFile[];
+  /** Never-applied files at or before the watermark (whatever the policy). */
+  late: PlannedFile[];
+  /** Applied files whose ETag changed since (whatever the policy). */
+  etagChanged: PlannedFile[];
+  /** Files already applied but still present: only archived (a crash or failure after commit). */
+  archiveOnly: PlannedFile[];
+  /** Where reading resumes inside the first pending file (`batch` granularity). */
+  resume?: { key: string; row: number };
+  /** Keys under the prefix that are not data files: folder placeholders, legacy folders, other suffixes. */
+  ignored: number;
+  /** Why this stream cannot proceed (bad key, late file or ETag change under `error`). */
+  error?: string;
+}
+
+/** The S3 source's position: where to resume, and the watermark it carries. */
+export type S3Position = {
+  key: string;
+  etag: string;
+  /** Data records of `key` consumed up to and including the committed batch. */
+  row: number;
+  /** The file is complete. */
+  done: boolean;
+  kind?: ExportKind;
+  /**
+   * The newest file applied so far. Carried in the position because an applied late file must
+   * never move it back (a position's own key may be older than the watermark).
+   */
+  watermark?: Watermark | null;
+  /** Set on the empty commit batch of a late file skipped under `lateFiles: 'skip'`. */
+  late?: 'skipped';
+};
+
+/** Reads an S3 position from an opaque checkpoint; null when it is not one of ours. */
+export function toS3Position(position: Position | null | undefined): S3Position | null {
+  if (!position || typeof position['key'] !== 'string') return null;
+  const watermark = position['watermark'];
+  const w =
+    watermark && typeof watermark === 'object' && !Array.isArray(watermark)
+      ? (watermark as Record<string, unknown>)
+      : undefined;
+  return {
+    key: position['key'],
+    etag: typeof position['etag'] === 'string' ? position['etag'] : '',
+    row: typeof position['row'] === 'number' ? position['row'] : 0,
+    done: position['done'] !== false,
+    ...(position['kind'] === 'baseline' || position['kind'] === 'delta' ? { kind: position['kind'] } : {}),
+    ...(w && typeof w['key'] === 'string' && typeof w['time'] === 'string'
+      ? { watermark: { key: w['key'], time: w['time'] } }
+      : watermark === null
+        ? { watermark: null }
+        : {}),
+  };
+}
+
+/** A candidate file with its place in the apply order. */
+export interface OrderedObject extends ListedObject {
+  role: 'baseline' | 'changes';
+}
+
+/** Sort key of a file: (time, LOAD number, key). Ties break by key, never by upload time. */
+interface OrderKey {
+  timeMs: number;
+  seq: number;
+  key: string;
+}
+
+export function compareOrder(a: OrderKey, b: OrderKey): number {
+  if (a.timeMs !== b.timeMs) return a.timeMs - b.timeMs;
+  if (a.seq !== b.seq) return a.seq - b.seq;
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+export interface KeyOrderOptions {
+  keyPattern: KeyPattern;
+  timeZone: string;
+  layout: Layout;
+}
+
+/**
+ * Where a key sorts in its stream, or undefined for a bad key. Qlik `LOADnnn` files sort at the
+ * epoch by number: every baseline is applied before any change-table file (invariant 1).
+ */
+export function orderOf(
+  key: string,
+  role: 'baseline' | 'changes',
+  options: KeyOrderOptions,
+): (OrderKey & { resolution: string }) | undefined {
+  if (options.layout === 'qlik' && role === 'baseline') {
+    const seq = qlikLoadNumber(key);
+    return seq === undefined ? undefined : { timeMs: 0, seq, key, resolution: 'exact' };
+  }
+  const parsed = parseKeyTime(key, options.keyPattern, options.timeZone);
+  if (!parsed) return undefined;
+  return { timeMs: parsed.time.getTime(), seq: 0, key, resolution: parsed.resolution };
+}
+
+/** The order key of a watermark (its key decides ties and the LOAD number). */
+function watermarkOrder(watermark: Watermark): OrderKey {
+  const seq = qlikLoadNumber(watermark.key);
+  const timeMs = Date.parse(watermark.time);
+  return { timeMs, seq: seq !== undefined && timeMs === 0 ? seq : 0, key: watermark.key };
+}
+
+/** The later of two watermarks. */
+export function maxWatermark(
+  a: Watermark | null | undefined,
+  b: Watermark | null | undefined,
+): Watermark | null {
+  if (!a) return b ?? null;
+  if (!b) return a;
+  return compareOrder(watermarkOrder(a), watermarkOrder(b)) >= 0 ? a : b;
+}
+
+/** Load-log statuses that mean "this file's rows are committed". */
+const APPLIED: ReadonlySet<LoadStatus> = new Set(['loaded', 'archived', 'late_skipped']);
+
+export interface PlanInput extends KeyOrderOptions {
+  stream: string;
+  objects: readonly OrderedObject[];
+  /** The stream's last committed position. */
+  checkpoint: Position | null;
+  /** The load log's records of the stream; without it, the checkpoint alone says what was applied. */
+  loads?: readonly LoadRecord[] | undefined;
+  /**
+   * Keys known to be applied although neither the checkpoint nor a load log says so, with the
+   * folder their archive copy is in: without a load log, files whose archive copy already exists
+   * (a delete failed after the copy).
+   */
+  knownApplied?: ReadonlyMap<string, 'processed' | 'late'>;
+  lateFiles: LateFilePolicy;
+  etagChanged: EtagChangedPolicy;
+  ignored?: number;
+}
+
+/** A file left to archive and where it goes. */
+export interface ArchiveTask extends PlannedFile {
+  to: 'processed' | 'late';
+}
+
+export interface PendingPlan extends StreamPlan {
+  /** The error `read()` throws for this stream, when it cannot proceed. */
+  failure?: TributaryError;
+  archiveTasks: ArchiveTask[];
+  /** Bad keys, for the dry run. */
+  badKeys: string[];
+  /** Local times that were ambiguous or skipped (DST), resolved per `LocalTimeResolution`. */
+  resolutions: Array<{ key: string; resolution: string }>;
+}
+
+/**
+ * Pure planning of one stream against its checkpoint and load history: what to read, in what
+ * order, what is late, what was re-exported, what only needs archiving. No I/O.
+ */
+export function planPendingFiles(input: PlanInput): PendingPlan {
+  const checkpoint = toS3Position(input.checkpoint);
+  const ordered: Array<OrderedObject & OrderKey> = [];
+  const badKeys: string[] = [];
+  const resolutions: PendingPlan['resolutions'] = [];
+  for (const object of input.objects) {
+    const order = orderOf(object.key, object.role, input);
+    if (!order) {
+      badKeys.push(object.key);
+      continue;
+    }
+    if (order.resolution !== 'exact') resolutions.push({ key: object.key, resolution: order.resolution });
+    ordered.push({ ...object, timeMs: order.timeMs, seq: order.seq });
+  }
+  ordered.sort(compareOrder);
+
+  let watermark: Watermark | null = checkpoint?.watermark ?? null;
+  if (checkpoint && checkpoint.watermark === undefined) {
+    // A position without a carried watermark: its own key is the newest file applied.
+    const role = qlikLoadNumber(checkpoint.key) !== undefined ? 'baseline' : 'changes';
+    const order = orderOf(checkpoint.key, role, input);
+    if (order) watermark = { key: checkpoint.key, time: new Date(order.timeMs).toISOString() };
+  }
+  const wOrder = watermark ? watermarkOrder(watermark) : undefined;
+
+  const appliedEtags = new Map<string, string | null>();
+  for (const record of input.loads ?? []) {
+    if (APPLIED.has(record.status)) appliedEtags.set(record.source, record.etag);
+  }
+  const lateSkipped = new Set(
+    (input.loads ?? []).filter((r) => r.status === 'late_skipped').map((r) => r.source),
+  );
+  if (checkpoint?.done) appliedEtags.set(checkpoint.key, checkpoint.etag);
+  const freshStream = checkpoint === null && appliedEtags.size === 0;
+
+  const pending: PlannedFile[] = [];
+  const late: PlannedFile[] = [];
+  const etagChanged: PlannedFile[] = [];
+  const archiveOnly: ArchiveTask[] = [];
+  let resume: StreamPlan['resume'];
+  let failure: TributaryError | undefined;
+  const fileOf = (o: OrderedObject & OrderKey, isLate: boolean): PlannedFile => ({
+    key: o.key,
+    etag: o.etag,
+    size: o.size,
+    time: new Date(o.timeMs).toISOString(),
+    kind: o.role === 'baseline' ? 'baseline' : 'delta',
+    late: isLate,
+  });
+
+  for (const object of ordered) {
+    const atOrBeforeWatermark = wOrder !== undefined && compareOrder(object, wOrder) <= 0;
+    if (checkpoint && !checkpoint.done && object.key === checkpoint.key) {
+      // Batch granularity: the file was committed up to `row`; resume after it.
+      const file = { ...fileOf(object, false), kind: checkpoint.kind ?? fileOf(object, false).kind };
+      if (object.etag !== checkpoint.etag) {
+        etagChanged.push(file);
+        if (input.etagChanged === 'apply') pending.push(file); // re-read whole: upserts are idempotent
+      } else {
+        resume = { key: object.key, row: checkpoint.row };
+        pending.push(file);
+      }
+      continue;
+    }
+    const appliedEtag = appliedEtags.get(object.key);
+    if (appliedEtags.has(object.key) || input.knownApplied?.has(object.key)) {
+      if (appliedEtag !== undefined && appliedEtag !== null && appliedEtag !== object.etag) {
+        const file = fileOf(object, atOrBeforeWatermark);
+        etagChanged.push(file);
+        if (input.etagChanged === 'apply') pending.push(file);
+        continue;
+      }
+      // Applied before, still here: the archive step did not finish (invariant 3).
+      const skipped =
+        lateSkipped.has(object.key) ||
+        input.knownApplied?.get(object.key) === 'late' ||
+        (input.loads === undefined &&
+          checkpoint?.key === object.key &&
+          input.lateFiles === 'skip' &&
+          atOrBeforeWatermark &&
+          watermark?.key !== object.key);
+      archiveOnly.push({ ...fileOf(object, false), to: skipped ? 'late' : 'processed' });
+      continue;
+    }
+    if (atOrBeforeWatermark) {
+      const file = fileOf(object, true);
+      late.push(file);
+      if (input.lateFiles === 'apply') pending.push(file);
+      continue;
+    }
+    pending.push(fileOf(object, false));
+  }
+
+  if (freshStream && input.layout === 'changes' && pending[0]) {
+    pending[0] = { ...pending[0], kind: 'baseline' };
+  }
+  if (checkpoint && !checkpoint.done && !ordered.some((o) => o.key === checkpoint.key)) {
+    failure = new TributaryError(
+      'SOURCE_FAILED',
+      `${input.stream}: the checkpoint is inside ${checkpoint.key} (row ${checkpoint.row}) but that file is gone; restore it or reset the checkpoint`,
+      { stream: input.stream, location: { file: checkpoint.key, record: checkpoint.row } },
+    );
+  } else if (badKeys.length) {
+    failure = new TributaryError(
+      'BAD_KEY',
+      `${input.stream}: ${badKeys[0]} does not match the key pattern ${describePattern(input.keyPattern)}${
+        badKeys.length > 1 ? ` (and ${badKeys.length - 1} more)` : ''
+      }; nothing is read until it is renamed or removed`,
+      { stream: input.stream, location: { file: badKeys[0]! } },
+    );
+  } else if (etagChanged.length && input.etagChanged === 'error') {
+    const file = etagChanged[0]!;
+    failure = new TributaryError(
+      'ETAG_CHANGED',
+      `${input.stream}: ${file.key} was already applied but its ETag changed to ${file.etag} (re-exported in place)${
+        etagChanged.length > 1 ? `, and ${etagChanged.length - 1} more` : ''
+      }; set etagChanged: 'apply' to re-apply it`,
+      { stream: input.stream, location: { file: file.key } },
+    );
+  } else if (late.length && input.lateFiles === 'error') {
+    const file = late[0]!;
+    failure = new TributaryError(
+      'LATE_FILE',
+      `${input.stream}: late file ${file.key} (${file.time}) is at or before the watermark ${watermark?.key} and was never applied${
+        late.length > 1 ? `, and ${late.length - 1} more` : ''
+      }; set lateFiles: 'apply' or 'skip'`,
+      { stream: input.stream, location: { file: file.key } },
+    );
+  }
+  return {
+    stream: input.stream,
+    watermark,
+    pending,
+    late,
+    etagChanged,
+    archiveOnly: archiveOnly.map(({ to: _to, ...file }) => file),
+    archiveTasks: archiveOnly,
+    ...(resume ? { resume } : {}),
+    ignored: input.ignored ?? 0,
+    ...(failure ? { error: failure.message, failure } : {}),
+    badKeys,
+    resolutions,
+  };
+}
+
+function describePattern(pattern: KeyPattern): string {
+  return typeof pattern === 'function' ? '(custom function)' : `'${pattern}'`;
+}
+
+/** Files of a replay (back-fill) from the archive at or after `from`, in order. */
+export function planReplay(
+  input: KeyOrderOptions & {
+    stream: string;
+    objects: readonly OrderedObject[];
+    from: string;
+    checkpoint: Position | null;
+    ignored?: number;
+  },
+): PendingPlan {
+  const base = planPendingFiles({
+    ...input,
+    checkpoint: null,
+    loads: [],
+    lateFiles: 'apply',
+    etagChanged: 'apply',
+  });
+  const fromRole = qlikLoadNumber(input.from) !== undefined ? 'baseline' : 'changes';
+  const fromOrder = orderOf(input.from, fromRole, input);
+  const fromKey = { ...(fromOrder ?? { timeMs: 0, seq: 0 }), key: baseName(input.from) };
+  const pending = base.pending
+    .filter((file) => {
+      const role = qlikLoadNumber(file.key) !== undefined && input.layout === 'qlik' ? 'baseline' : 'changes';
+      const order = orderOf(file.key, role, input);
+      return order !== undefined && compareOrder({ ...order, key: baseName(file.key) }, fromKey) >= 0;
+    })
+    .map((file) => ({
+      ...file,
+      kind: file.kind === 'baseline' && input.layout === 'qlik' ? file.kind : 'delta',
+    }))
+    .map((file) => file as PlannedFile);
+  // Only a partial file of this replay resumes; a done checkpoint belongs to the normal run.
+  const checkpoint = toS3Position(input.checkpoint);
+  const partial =
+    checkpoint && !checkpoint.done
+      ? pending.find((f) => f.key === checkpoint.key && f.etag === checkpoint.etag)
+      : undefined;
+  const skipBefore = partial ? pending.indexOf(partial) : 0;
+  return {
+    ...base,
+    watermark: toS3Position(input.checkpoint)?.watermark ?? null,
+    pending: pending.slice(skipBefore),
+    late: [],
+    etagChanged: [],
+    archiveOnly: [],
+    archiveTasks: [],
+    ...(partial && checkpoint ? { resume: { key: partial.key, row: checkpoint.row } } : {}),
+  };
+}

@@ -1,0 +1,490 @@
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline as streamPipeline } from 'node:stream/promises';
+import { StringDecoder } from 'node:string_decoder';
+import { setTimeout as delay } from 'node:timers/promises';
+import { createGunzip } from 'node:zlib';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { InputLocation, Row } from '@tributary/core';
+import { isAbortError, isTransient, TributaryError } from '@tributary/core';
+import { type CsvError, parse } from 'csv-parse';
+import type { DataFormat } from './keys.js';
+import type { ColumnCheck, RetryOptions } from './options.js';
+import { withRetry } from './retry.js';
+
+export interface ReadFileOptions {
+  client: S3Client;
+  bucket: string;
+  key: string;
+  /** The listed ETag: the read fails with ETAG_CHANGED if the object changed since (If-Match). */
+  etag: string;
+  stream: string;
+  format: DataFormat;
+  columns?: readonly string[] | undefined;
+  columnCheck?: ColumnCheck;
+  emptyAsNull?: boolean;
+  batchRows: number;
+  batchBytes: number;
+  /** Data records already committed: they are parsed but not emitted again. */
+  startRow?: number;
+  signal?: AbortSignal | undefined;
+  retry: Required<RetryOptions>;
+  onRetry?: ((error: unknown, attempt: number, delayMs: number) => void) | undefined;
+}
+
+/** A slice of one file's records. */
+export interface FileChunk {
+  rows: Row[];
+  /** Parallel to rows: file, 1-based first line and data record number. */
+  locations: InputLocation[];
+  /** Data records of the file consumed up to and including this chunk. */
+  row: number;
+  /** The file is complete. */
+  done: boolean;
+  /** Stored (possibly compressed) bytes consumed since the previous chunk. */
+  bytes: number;
+  /** Stored bytes consumed so far. */
+  totalBytes: number;
+}
+
+/** The header drift check, shared by CSV headers and JSON-line keys. */
+export function checkColumns(
+  found: readonly string[],
+  expected: readonly string[] | undefined,
+  check: ColumnCheck,
+  ordered: boolean,
+): { message: string; column: number } | undefined {
+  const duplicate = found.find((name, index) => found.indexOf(name) !== index);
+  if (duplicate !== undefined) {
+    return {
+      message: `column ${JSON.stringify(duplicate)} appears twice`,
+      column: found.lastIndexOf(duplicate) + 1,
+    };
+  }
+  const blank = found.indexOf('');
+  if (blank >= 0 && ordered) return { message: `column ${blank + 1} has no name`, column: blank + 1 };
+  if (!expected || check === 'any') return undefined;
+  const missing = expected.filter((name) => !found.includes(name));
+  const extra = check === 'exact' ? found.filter((name) => !expected.includes(name)) : [];
+  const reordered =
+    check === 'exact' &&
+    ordered &&
+    !missing.length &&
+    !extra.length &&
+    found.some((n, i) => n !== expected[i]);
+  if (!missing.length && !extra.length && !reordered) return undefined;
+  const firstBad = ordered
+    ? found.findIndex((name, i) => (check === 'exact' ? name !== expected[i] : false))
+    : -1;
+  const detail = [
+    missing.length ? `missing ${missing.join(', ')}` : '',
+    extra.length ? `unexpected ${extra.join(', ')}` : '',
+    reordered ? 'same columns in a different order' : '',
+  ]
+    .filter(Boolean)
+    .join('; ');
+  return {
+    message: `expected [${expected.join(', ')}] (${check}), file has [${found.join(', ')}]: ${detail}`,
+    column: firstBad >= 0 ? firstBad + 1 : found.length + 1,
+  };
+}
+
+/** Counts bytes flowing through (stored bytes before gunzip, decoded bytes after). */
+class ByteCounter extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+}
+
+/**
+ * Splits JSON lines: one parsed object per non-empty line, with its line number. A UTF-8 BOM is
+ * dropped, CRLF and LF both end a line.
+ */
+class JsonLinesParser extends Transform {
+  private readonly decoder = new StringDecoder('utf8');
+  private rest = '';
+  private line = 0;
+  private first = true;
+
+  constructor() {
+    super({ readableObjectMode: true, readableHighWaterMark: 1024 });
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let text = this.rest + this.decoder.write(chunk);
+    if (this.first && text.length) {
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      this.first = false;
+    }
+    let start = 0;
+    let newline = text.indexOf('\n', start);
+    try {
+      while (newline >= 0) {
+        this.parseLine(text.slice(start, newline));
+        start = newline + 1;
+        newline = text.indexOf('\n', start);
+      }
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    this.rest = text.slice(start);
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      const tail = this.rest + this.decoder.end();
+      if (tail.length) this.parseLine(tail);
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+
+  private parseLine(raw: string): void {
+    this.line++;
+    const text = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (text.trim() === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      const position = /position (\d+)/.exec((error as Error).message);
+      throw Object.assign(new Error((error as Error).message), {
+        jsonLine: this.line,
+        jsonColumn: position ? Number(position[1]) + 1 : 1,
+      });
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw Object.assign(new Error('a JSON line must hold an object'), {
+        jsonLine: this.line,
+        jsonColumn: 1,
+      });
+    }
+    this.push({ record: value, line: this.line });
+  }
+}
+
+interface ParsedRecord {
+  record: Row;
+  line: number;
+}
+
+/**
+ * Drains an object-mode stream in whole buffers: Node's async iterator costs a promise per
+ * object, this costs one per buffer.
+ */
+async function* drain<T>(stream: Readable): AsyncGenerator<T[]> {
+  let ended = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const onReadable = () => wake?.();
+  const onEnd = () => {
+    ended = true;
+    wake?.();
+  };
+  const onError = (error: unknown) => {
+    failure ??= error;
+    wake?.();
+  };
+  const onClose = () => {
+    if (!ended) failure ??= new Error('stream closed before its end');
+    wake?.();
+  };
+  stream.on('readable', onReadable);
+  stream.on('end', onEnd);
+  stream.on('error', onError);
+  stream.on('close', onClose);
+  try {
+    while (true) {
+      const items: T[] = [];
+      let item: T | null = stream.read();
+      while (item !== null) {
+        items.push(item);
+        item = stream.read();
+      }
+      if (items.length) {
+        yield items;
+        continue;
+      }
+      if (failure !== undefined) throw failure;
+      if (ended) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      wake = undefined;
+    }
+  } finally {
+    stream.off('readable', onReadable);
+    stream.off('end', onEnd);
+    stream.off('error', onError);
+    stream.off('close', onClose);
+    if (!ended) stream.destroy();
+  }
+}
+
+function s3ErrorName(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const e = error as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.$metadata?.httpStatusCode === 412) return 'PreconditionFailed';
+  return e.Code ?? e.name;
+}
+
+/** Classifies a failure while reading a file into the error the pipeline reports. */
+function readError(error: unknown, options: ReadFileOptions, correction: number): TributaryError {
+  if (error instanceof TributaryError) return error;
+  const file = options.key;
+  const stream = options.stream;
+  const csv = error as Partial<CsvError> & { jsonLine?: number; jsonColumn?: number };
+  if (typeof csv.jsonLine === 'number') {
+    return new TributaryError(
+      'MALFORMED_ROW',
+      `${file}:${csv.jsonLine}:${csv.jsonColumn}: malformed JSON line: ${(error as Error).message}`,
+      { stream, cause: error, location: { file, line: csv.jsonLine, column: csv.jsonColumn ?? 1 } },
+    );
+  }
+  if (typeof csv.code === 'string' && csv.code.startsWith('CSV_')) {
+    const line = typeof csv.lines === 'number' ? Math.max(1, csv.lines - correction) : undefined;
+    const names = Array.isArray(csv.columns) ? (csv.columns as Array<{ name?: string }>) : [];
+    let column: number | undefined;
+    if (typeof csv.column === 'string')
+      column = names.findIndex((c) => c.name === csv.column) + 1 || undefined;
+    else if (typeof csv.column === 'number') column = csv.column + 1;
+    if (
+      csv.code === 'CSV_RECORD_INCONSISTENT_COLUMNS' ||
+      csv.code === 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH'
+    ) {
+      // The first field that is missing or extra.
+      column = Math.min(typeof csv.index === 'number' ? csv.index : 0, names.length || Infinity) + 1;
+    }
+    const record = typeof csv.records === 'number' ? csv.records + 1 : undefined;
+    const message = (error as Error).message.replace(/ at line \d+| on line \d+/, '');
+    return new TributaryError(
+      'MALFORMED_ROW',
+      `${file}:${line ?? '?'}:${column ?? '?'}: malformed CSV row${record ? ` (record ${record})` : ''}: ${message}`,
+      {
+        stream,
+        cause: error,
+        location: {
+          file,
+          ...(line !== undefined ? { line } : {}),
+          ...(column !== undefined ? { column } : {}),
+          ...(record !== undefined ? { record } : {}),
+        },
+      },
+    );
+  }
+  const name = s3ErrorName(error);
+  if (name === 'PreconditionFailed') {
+    return new TributaryError(
+      'ETAG_CHANGED',
+      `${file} changed while it was being read (ETag is no longer ${options.etag})`,
+      {
+        stream,
+        cause: error,
+        location: { file },
+      },
+    );
+  }
+  if (name === 'NoSuchKey' || name === 'NotFound') {
+    return new TributaryError('SOURCE_FAILED', `${file} disappeared before it could be read`, {
+      stream,
+      cause: error,
+      location: { file },
+    });
+  }
+  const code = (error as { code?: string }).code;
+  if (typeof code === 'string' && code.startsWith('Z_')) {
+    return new TributaryError('MALFORMED_ROW', `${file}: not valid gzip data (${(error as Error).message})`, {
+      stream,
+      cause: error,
+      location: { file },
+    });
+  }
+  return new TributaryError('SOURCE_FAILED', `reading ${file} failed: ${(error as Error).message}`, {
+    stream,
+    cause: error,
+    retriable: isTransient(error),
+    location: { file },
+  });
+}
+
+/**
+ * Streams one S3 object end to end into row chunks: GetObject body → (gunzip when the suffix or
+ * the magic bytes say so) → csv-parse or JSON lines. Memory is bounded by the stream buffers and
+ * one batch, whatever the file size (invariant 7). A transient failure mid-file re-reads it and
+ * skips the records already handed out.
+ */
+export async function* readFileBatches(options: ReadFileOptions): AsyncGenerator<FileChunk> {
+  let delivered = options.startRow ?? 0;
+  let reportedBytes = 0;
+  for (let attempt = 1; ; attempt++) {
+    const state = { correction: 0 };
+    try {
+      for await (const chunk of readOnce(options, delivered, state)) {
+        delivered = chunk.row;
+        const bytes = Math.max(0, chunk.totalBytes - reportedBytes);
+        reportedBytes = Math.max(reportedBytes, chunk.totalBytes);
+        yield { ...chunk, bytes, totalBytes: reportedBytes };
+      }
+      return;
+    } catch (error) {
+      const failure = readError(error, options, state.correction);
+      if (isAbortError(error) || options.signal?.aborted) throw error;
+      if (!failure.retriable || attempt > options.retry.retries) throw failure;
+      const wait = Math.min(
+        options.retry.maxDelayMs,
+        options.retry.minDelayMs * 2 ** (attempt - 1) * (1 + Math.random()),
+      );
+      options.onRetry?.(failure, attempt, wait);
+      await delay(wait, undefined, options.signal ? { signal: options.signal } : undefined);
+    }
+  }
+}
+
+async function* readOnce(
+  options: ReadFileOptions,
+  skip: number,
+  state: { correction: number },
+): AsyncGenerator<FileChunk> {
+  const { key, stream: streamId } = options;
+  const response = await withRetry(
+    () =>
+      options.client.send(
+        new GetObjectCommand({ Bucket: options.bucket, Key: key, IfMatch: `"${options.etag}"` }),
+        { abortSignal: options.signal },
+      ),
+    options.retry,
+    { signal: options.signal, onRetry: options.onRetry },
+  );
+  const body = response.Body as Readable | undefined;
+  const stored = new ByteCounter();
+  if (!body) {
+    yield { rows: [], locations: [], row: skip, done: true, bytes: 0, totalBytes: 0 };
+    return;
+  }
+  // Peek at the first chunk: gzip is detected by suffix or by its magic bytes (1f 8b).
+  const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const first = await iterator.next();
+  const head: Buffer | undefined = first.done ? undefined : first.value;
+  const gzip =
+    key.toLowerCase().endsWith('.gz') || (head !== undefined && head[0] === 0x1f && head[1] === 0x8b);
+  const raw = Readable.from(
+    (async function* () {
+      if (head) yield head;
+      while (true) {
+        const next = await iterator.next();
+        if (next.done) return;
+        yield next.value;
+      }
+    })(),
+    { objectMode: false },
+  );
+  // A torn-down pipeline must release the HTTP connection even while waiting for data.
+  raw.on('close', () => body.destroy());
+  const decoded = gzip ? new ByteCounter() : stored;
+
+  let headerError: TributaryError | undefined;
+  const parser =
+    options.format === 'jsonl'
+      ? new JsonLinesParser()
+      : parse({
+          bom: true,
+          info: true,
+          skip_empty_lines: true,
+          // Header → column names, checked before any row of the file is emitted.
+          columns: (header: string[]) => {
+            const problem = checkColumns(header, options.columns, options.columnCheck ?? 'any', true);
+            if (problem) {
+              headerError = new TributaryError(
+                'SCHEMA_DRIFT',
+                `${key}:1:${problem.column}: header drift: ${problem.message}`,
+                { stream: streamId, location: { file: key, line: 1, column: problem.column } },
+              );
+              throw headerError;
+            }
+            return header;
+          },
+        });
+  const stages: NodeJS.ReadWriteStream[] = gzip ? [stored, createGunzip(), decoded] : [stored];
+  const wiring = (streamPipeline as unknown as (...s: unknown[]) => Promise<void>)(raw, ...stages, parser);
+  wiring.catch(() => undefined); // failures surface through the parser, drained below
+
+  let rows: Row[] = [];
+  let locations: InputLocation[] = [];
+  let record = 0;
+  let decodedAtBatch = 0;
+  let lastReportedLine = 1;
+  let lastLine = options.format === 'jsonl' ? 0 : 1;
+  let lastEmpty = 0;
+  const emptyAsNull = options.emptyAsNull === true;
+  const jsonCheck = options.format === 'jsonl' && options.columns && options.columnCheck !== 'any';
+
+  try {
+    for await (const items of drain<unknown>(parser)) {
+      for (const item of items) {
+        record++;
+        let row: Row;
+        let line: number;
+        if (options.format === 'jsonl') {
+          const parsed = item as ParsedRecord;
+          row = parsed.record;
+          line = parsed.line;
+          if (jsonCheck) {
+            const problem = checkColumns(
+              Object.keys(row),
+              options.columns,
+              options.columnCheck ?? 'exact',
+              false,
+            );
+            if (problem) {
+              throw new TributaryError('SCHEMA_DRIFT', `${key}:${line}:1: key drift: ${problem.message}`, {
+                stream: streamId,
+                location: { file: key, line, column: 1, record },
+              });
+            }
+          }
+        } else {
+          const parsed = item as { record: Row; info: { lines: number; empty_lines: number } };
+          row = parsed.record;
+          // csv-parse reports the line a record ends on, and counts a CRLF inside quotes as two
+          // lines; the record's first line is worked out from the previous record's end.
+          const { lines, empty_lines } = parsed.info;
+          const reported = lines - lastReportedLine;
+          const empties = empty_lines - lastEmpty;
+          let span = reported - empties;
+          if (span > 1) {
+            let crlf = 0;
+            for (const value of Object.values(row)) {
+              if (typeof value === 'string' && value.includes('\r\n')) crlf += value.split('\r\n').length - 1;
+            }
+            span -= crlf;
+            state.correction += crlf;
+          }
+          line = lastLine + empties + 1;
+          lastLine = line + span - 1;
+          lastReportedLine = lines;
+          lastEmpty = empty_lines;
+        }
+        if (record <= skip) continue;
+        if (emptyAsNull) {
+          for (const name in row) if (row[name] === '') row[name] = null;
+        }
+        rows.push(row);
+        locations.push({ file: key, line, record });
+        if (rows.length >= options.batchRows || decoded.bytes - decodedAtBatch >= options.batchBytes) {
+          decodedAtBatch = decoded.bytes;
+          yield { rows, locations, row: record, done: false, bytes: 0, totalBytes: stored.bytes };
+          rows = [];
+          locations = [];
+        }
+      }
+    }
+    await wiring;
+  } catch (error) {
+    throw headerError ?? error;
+  }
+  yield { rows, locations, row: Math.max(record, skip), done: true, bytes: 0, totalBytes: stored.bytes };
+}

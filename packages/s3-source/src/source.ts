@@ -1,0 +1,468 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type {
+  Batch,
+  CheckpointLookup,
+  LoadLog,
+  PipelineEvent,
+  Position,
+  ReadContext,
+  Row,
+  Source,
+} from '@tributary/core';
+import { isAbortError, TributaryError, toTributaryError } from '@tributary/core';
+import { archivedCopyMatches, archiveFile } from './archive.js';
+import { archiveKey, formatOfKey } from './keys.js';
+import { listKeys } from './list.js';
+import { type ResolvedStream, resolveOptions, type S3SourceOptions } from './options.js';
+import {
+  maxWatermark,
+  type OrderedObject,
+  type PendingPlan,
+  type PlannedFile,
+  planPendingFiles,
+  planReplay,
+  type StreamPlan,
+  toS3Position,
+  type Watermark,
+} from './plan.js';
+import { readFileBatches } from './read.js';
+import { withRetry } from './retry.js';
+
+/** What planning needs to know about committed state; both optional (a dry run may have neither). */
+export interface PlanContext {
+  checkpoint?: CheckpointLookup;
+  loads?: LoadLog;
+}
+
+export interface S3Source extends Source<Row> {
+  /** What `read()` would do now, per stream, without reading or moving any file. */
+  plan(context?: PlanContext): Promise<StreamPlan[]>;
+}
+
+type Send = <T>(request: () => Promise<T>) => Promise<T>;
+
+function commitId(stream: string, position: Position): string {
+  return `${stream}\0${String(position['key'])}\0${String(position['row'])}\0${String(position['done'])}`;
+}
+
+function publicPlan(plan: PendingPlan): StreamPlan {
+  const { failure: _f, archiveTasks: _a, badKeys: _b, resolutions: _r, ...rest } = plan;
+  return rest;
+}
+
+function positionOf(
+  file: PlannedFile,
+  row: number,
+  done: boolean,
+  watermark: Watermark | null,
+  late?: 'skipped',
+): Position {
+  return {
+    key: file.key,
+    etag: file.etag,
+    row,
+    done,
+    kind: file.kind,
+    watermark: watermark ? { key: watermark.key, time: watermark.time } : null,
+    ...(late ? { late } : {}),
+  };
+}
+
+/**
+ * The S3 change-file source: lists each stream's prefix, orders files by the time their names
+ * encode, plans against the checkpoint and load log, streams and parses each file into batches,
+ * and archives a file once the sink committed it.
+ */
+export function s3Source(options: S3SourceOptions): S3Source {
+  const config = resolveOptions(options);
+  const client = config.client;
+  const streamsById = new Map(config.streams.map((stream) => [stream.id, stream]));
+  let context: ReadContext | undefined;
+  // Commit batches handed out and not yet confirmed by committed(): before failing, the source
+  // lets them land so earlier files are never lost with the failing one.
+  const outstanding = new Map<string, () => void>();
+  const outstandingDone = new Map<string, Promise<void>>();
+  const warned = new Set<string>();
+
+  const emit = (event: PipelineEvent) => {
+    try {
+      context?.emit(event);
+    } catch {
+      // A broken renderer must not break a load.
+    }
+  };
+  const sender =
+    (signal: AbortSignal | undefined, stream?: string): Send =>
+    (request) =>
+      withRetry(request, config.retry, {
+        signal,
+        onRetry: (error, attempt, delayMs) =>
+          emit({
+            type: 'warning',
+            ...(stream ? { stream } : {}),
+            message: `S3 request failed (attempt ${attempt}), retrying in ${Math.round(delayMs)} ms: ${(error as Error).message}`,
+          }),
+      });
+
+  async function listStream(
+    stream: ResolvedStream,
+    signal: AbortSignal | undefined,
+  ): Promise<{ objects: OrderedObject[]; ignored: number }> {
+    const objects: OrderedObject[] = [];
+    let ignored = 0;
+    for (const area of stream.areas) {
+      const prefix = stream.replayFrom
+        ? archiveKey(area.prefix, stream.archiveBase, stream.processedPrefix)
+        : area.prefix;
+      const listed = await listKeys(client, stream.bucket, prefix, {
+        recursive: stream.recursive,
+        exclude: stream.replayFrom ? [] : [stream.processedPrefix, stream.latePrefix],
+        ...(signal ? { signal } : {}),
+        send: sender(signal, stream.id),
+      });
+      ignored += listed.ignored;
+      for (const object of listed.objects) objects.push({ ...object, role: area.role });
+    }
+    return { objects, ignored };
+  }
+
+  async function planStream(
+    stream: ResolvedStream,
+    lookups: PlanContext,
+    signal: AbortSignal | undefined,
+  ): Promise<PendingPlan> {
+    const checkpoint = lookups.checkpoint ? await lookups.checkpoint(stream.id) : null;
+    const loads = lookups.loads ? await lookups.loads.list(stream.id) : undefined;
+    const { objects, ignored } = await listStream(stream, signal);
+    const common = {
+      stream: stream.id,
+      objects,
+      checkpoint,
+      ignored,
+      keyPattern: stream.keyPattern,
+      timeZone: stream.timeZone,
+      layout: stream.layout,
+    };
+    if (stream.replayFrom) return planReplay({ ...common, from: stream.replayFrom });
+    const input = { ...common, loads, lateFiles: stream.lateFiles, etagChanged: stream.etagChanged };
+    const plan = planPendingFiles(input);
+    if (loads || !config.archive || plan.late.length === 0) return plan;
+    // Without a load log, a file older than the watermark may be one whose archive copy landed
+    // but whose delete failed: its copy says it was applied.
+    const knownApplied = new Map<string, 'processed' | 'late'>();
+    const send = sender(signal, stream.id);
+    for (const file of plan.late) {
+      for (const [to, prefix] of [
+        ['processed', stream.processedPrefix],
+        ['late', stream.latePrefix],
+      ] as const) {
+        const target = archiveKey(file.key, stream.archiveBase, prefix);
+        if (await archivedCopyMatches(client, { ...file, bucket: stream.bucket, target }, { signal, send })) {
+          knownApplied.set(file.key, to);
+          break;
+        }
+      }
+    }
+    return knownApplied.size ? planPendingFiles({ ...input, knownApplied }) : plan;
+  }
+
+  /** Archive after commit; a failure is a warning, the next run finishes it (invariant 3). */
+  async function archiveQuietly(
+    stream: ResolvedStream,
+    file: { key: string; etag: string; size: number },
+    to: 'processed' | 'late',
+  ): Promise<boolean> {
+    const target = archiveKey(
+      file.key,
+      stream.archiveBase,
+      to === 'late' ? stream.latePrefix : stream.processedPrefix,
+    );
+    const send = sender(undefined, stream.id);
+    try {
+      await archiveFile(client, { bucket: stream.bucket, ...file, target }, { send });
+      if (to === 'processed') await context?.loads?.markArchived(stream.id, file.key);
+      return true;
+    } catch (error) {
+      emit({
+        type: 'warning',
+        stream: stream.id,
+        message: `archiving ${file.key} to ${target} failed; it stays in place and the next run finishes it: ${(error as Error).message}`,
+        detail: { key: file.key, target },
+      });
+      return false;
+    }
+  }
+
+  async function settleOutstanding(signal: AbortSignal): Promise<void> {
+    if (outstandingDone.size === 0 || signal.aborted) return;
+    const aborted = new Promise<void>((resolve) =>
+      signal.addEventListener('abort', () => resolve(), { once: true }),
+    );
+    await Promise.race([Promise.all(outstandingDone.values()), aborted]);
+  }
+
+  function track(batch: Batch<Row>): void {
+    if (!batch.meta.commit) return;
+    const id = commitId(batch.stream, batch.position);
+    outstandingDone.set(
+      id,
+      new Promise<void>((resolve) => {
+        outstanding.set(id, resolve);
+      }),
+    );
+  }
+
+  async function* readStreamFile(
+    stream: ResolvedStream,
+    file: PlannedFile,
+    startRow: number,
+    watermarkBefore: Watermark | null,
+    signal: AbortSignal,
+  ): AsyncGenerator<Batch<Row>> {
+    emit({ type: 'unit-start', stream: stream.id, source: file.key, bytesTotal: file.size, kind: file.kind });
+    // A late file applied under 'apply' never moves the watermark back.
+    const watermark = maxWatermark(watermarkBefore, { key: file.key, time: file.time });
+    const chunks = readFileBatches({
+      client,
+      bucket: stream.bucket,
+      key: file.key,
+      etag: file.etag,
+      stream: stream.id,
+      format: stream.format ?? formatOfKey(file.key) ?? 'csv',
+      columns: stream.columns,
+      columnCheck: stream.columnCheck,
+      emptyAsNull: stream.emptyAsNull,
+      batchRows: config.batchRows,
+      batchBytes: config.batchBytes,
+      startRow,
+      signal,
+      retry: config.retry,
+      onRetry: (error, attempt, delayMs) =>
+        emit({
+          type: 'warning',
+          stream: stream.id,
+          message: `reading ${file.key} failed (attempt ${attempt}); re-reading from record ${startRow + 1} in ${Math.round(delayMs)} ms: ${(error as Error).message}`,
+        }),
+    });
+    for await (const chunk of chunks) {
+      const commit = chunk.done || stream.granularity === 'batch';
+      const batch: Batch<Row> = {
+        stream: stream.id,
+        rows: chunk.rows,
+        position: positionOf(file, chunk.row, chunk.done, watermark),
+        meta: {
+          source: file.key,
+          kind: file.kind,
+          commit,
+          lastOfUnit: chunk.done,
+          rowsRead: chunk.rows.length,
+          filtered: {},
+          bytes: chunk.bytes,
+          locations: chunk.locations,
+          etag: file.etag,
+          size: file.size,
+          watermark,
+        },
+      };
+      emit({
+        type: 'progress',
+        stream: stream.id,
+        source: file.key,
+        bytes: chunk.totalBytes,
+        rows: chunk.row,
+      });
+      track(batch);
+      yield batch;
+    }
+  }
+
+  function skipBatch(stream: ResolvedStream, file: PlannedFile, watermark: Watermark | null): Batch<Row> {
+    return {
+      stream: stream.id,
+      rows: [],
+      position: positionOf(file, 0, true, watermark, 'skipped'),
+      meta: {
+        source: file.key,
+        kind: file.kind,
+        commit: true,
+        lastOfUnit: true,
+        rowsRead: 0,
+        filtered: {},
+        bytes: 0,
+        locations: [],
+        etag: file.etag,
+        size: file.size,
+        watermark,
+        late: 'skipped',
+      },
+    };
+  }
+
+  function warnResolutions(stream: ResolvedStream, plan: PendingPlan): void {
+    for (const { key, resolution } of plan.resolutions) {
+      if (warned.has(key)) continue;
+      warned.add(key);
+      emit({
+        type: 'warning',
+        stream: stream.id,
+        message:
+          resolution === 'repeated'
+            ? `${key}: its local time occurs twice in ${stream.timeZone} (DST fall-back); using the earlier instant`
+            : `${key}: its local time does not exist in ${stream.timeZone} (DST gap); moved forward by the gap`,
+        detail: { key, resolution },
+      });
+    }
+  }
+
+  return {
+    name: config.name,
+
+    async *read(ctx: ReadContext): AsyncGenerator<Batch<Row>> {
+      context = ctx;
+      const signal = ctx.signal;
+      const stopping = () => signal.aborted || ctx.stop?.aborted === true;
+      const failures: TributaryError[] = [];
+      const failed = new Set<string>();
+      const recordFailure = (stream: ResolvedStream, error: TributaryError) => {
+        failures.push(error);
+        failed.add(stream.id);
+        emit({
+          type: 'warning',
+          stream: stream.id,
+          message: `stream ${stream.id} stopped: ${error.message}`,
+        });
+      };
+      while (true) {
+        let readSomething = false;
+        for (const stream of config.streams) {
+          if (failed.has(stream.id) || stopping()) continue;
+          let plan: PendingPlan;
+          try {
+            plan = await planStream(stream, ctx, signal);
+          } catch (error) {
+            if (isAbortError(error) || signal.aborted) throw error;
+            recordFailure(stream, withStream(toTributaryError(error, 'SOURCE_FAILED'), stream.id));
+            continue;
+          }
+          warnResolutions(stream, plan);
+          // Files applied earlier but still here: archive only, never re-emit (invariant 3).
+          if (config.archive && !stream.replayFrom) {
+            for (const task of plan.archiveTasks) await archiveQuietly(stream, task, task.to);
+          }
+          if (plan.failure) {
+            recordFailure(stream, plan.failure);
+            continue;
+          }
+          let watermark = plan.watermark;
+          if (stream.lateFiles === 'skip' && !stream.replayFrom) {
+            for (const file of plan.late) {
+              if (stopping()) break;
+              emit({
+                type: 'unit-start',
+                stream: stream.id,
+                source: file.key,
+                bytesTotal: file.size,
+                kind: file.kind,
+              });
+              const batch = skipBatch(stream, file, watermark);
+              track(batch);
+              yield batch;
+              readSomething = true;
+            }
+          }
+          for (const file of plan.pending) {
+            if (stopping()) break;
+            const startRow = plan.resume?.key === file.key ? plan.resume.row : 0;
+            let emitted = false;
+            try {
+              for await (const batch of readStreamFile(stream, file, startRow, watermark, signal)) {
+                emitted = true;
+                yield batch;
+              }
+            } catch (error) {
+              if (isAbortError(error) || signal.aborted) throw error;
+              const failure = withStream(toTributaryError(error, 'SOURCE_FAILED'), stream.id);
+              if (emitted) {
+                // Rows of this file are in the sink's open transaction: fail now so it rolls back.
+                await settleOutstanding(signal);
+                throw failure;
+              }
+              recordFailure(stream, failure);
+              break;
+            }
+            watermark = maxWatermark(watermark, { key: file.key, time: file.time });
+            readSomething = true;
+          }
+        }
+        if (failures.length) {
+          // Other streams went on (one failing stream must not stop the rest); the run fails now.
+          await settleOutstanding(signal);
+          throw failures[0];
+        }
+        if (!config.watch || stopping()) return;
+        if (readSomething) continue; // more may have arrived while reading
+        const wait = config.watch.intervalMs * (1 + config.watch.jitter * Math.random());
+        const wake = ctx.stop ? AbortSignal.any([signal, ctx.stop]) : signal;
+        try {
+          await sleep(wait, undefined, { signal: wake });
+        } catch {
+          return;
+        }
+      }
+    },
+
+    async committed(batch: Batch<Row>): Promise<void> {
+      const id = commitId(batch.stream, batch.position);
+      outstanding.get(id)?.();
+      outstanding.delete(id);
+      outstandingDone.delete(id);
+      if (!batch.meta.lastOfUnit || !config.archive) return;
+      const stream = streamsById.get(batch.stream);
+      const position = toS3Position(batch.position);
+      if (!stream || stream.replayFrom || !position) return;
+      let size = typeof batch.meta['size'] === 'number' ? batch.meta['size'] : undefined;
+      if (size === undefined) {
+        const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
+        const head = await client.send(new HeadObjectCommand({ Bucket: stream.bucket, Key: position.key }));
+        size = head.ContentLength ?? 0;
+      }
+      await archiveQuietly(
+        stream,
+        { key: position.key, etag: position.etag, size },
+        batch.meta['late'] === 'skipped' ? 'late' : 'processed',
+      );
+    },
+
+    async plan(planContext: PlanContext = {}): Promise<StreamPlan[]> {
+      const plans: StreamPlan[] = [];
+      for (const stream of config.streams) {
+        try {
+          plans.push(publicPlan(await planStream(stream, planContext, undefined)));
+        } catch (error) {
+          plans.push({
+            stream: stream.id,
+            watermark: null,
+            pending: [],
+            late: [],
+            etagChanged: [],
+            archiveOnly: [],
+            ignored: 0,
+            error: (error as Error).message,
+          });
+        }
+      }
+      return plans;
+    },
+  };
+}
+
+/** The error with its stream set (errors from deeper layers may not know it). */
+function withStream(error: TributaryError, stream: string): TributaryError {
+  if (error.stream === stream) return error;
+  return new TributaryError(error.code, error.message, {
+    cause: error.cause ?? error,
+    retriable: error.retriable,
+    stream,
+    ...(error.location ? { location: error.location } : {}),
+  });
+}
