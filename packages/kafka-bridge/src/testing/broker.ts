@@ -79,9 +79,12 @@ const ADVERTISED: ReadonlyMap<number, number> = new Map([
   [ApiKey.EndTxn, 0],
   [ApiKey.TxnOffsetCommit, 0],
   [ApiKey.CreatePartitions, 0],
+  [ApiKey.DeleteGroups, 0],
 ]);
 
 const NODE_ID = 1;
+/** Kafka's default socket.request.max.bytes. */
+const MAX_REQUEST_BYTES = 100 * 1024 * 1024;
 const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 const READ_COMMITTED = 1;
 const LATEST_TIMESTAMP = -1;
@@ -135,6 +138,11 @@ class Connection {
       let buffered = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
       this.pending = [buffered];
       const size = buffered.readInt32BE(0);
+      if (size < 0 || size > MAX_REQUEST_BYTES) {
+        // Not a Kafka client (or a corrupt stream): nothing after this can be framed.
+        this.socket.destroy();
+        return;
+      }
       if (this.pendingBytes < 4 + size) return;
       const frame = buffered.subarray(4, 4 + size);
       buffered = buffered.subarray(4 + size);
@@ -206,6 +214,7 @@ class Broker implements TestBroker {
       [ApiKey.LeaveGroup, ({ reader, reply }) => reply(this.leaveGroup(reader))],
       [ApiKey.DescribeGroups, ({ reader, reply }) => reply(this.describeGroups(reader))],
       [ApiKey.ListGroups, ({ reply }) => reply(this.listGroups())],
+      [ApiKey.DeleteGroups, ({ reader, reply }) => reply(this.deleteGroups(reader))],
       [ApiKey.OffsetCommit, ({ reader, reply }) => reply(this.offsetCommit(reader))],
       [ApiKey.OffsetFetch, ({ reader, reply }) => reply(this.offsetFetch(reader))],
       [ApiKey.InitProducerId, ({ reader, reply }) => reply(this.initProducerId(reader))],
@@ -760,6 +769,18 @@ class Broker implements TestBroker {
       .int32(0)
       .int16(ErrorCode.NONE)
       .array(groups, (w, group) => w.string(group.groupId).string(group.protocolType));
+  }
+
+  private deleteGroups(reader: Reader): Writer {
+    const groupIds = reader.array((r) => r.string());
+    return new Writer().int32(0).array(groupIds, (w, groupId) => {
+      const group = this.state.groups.get(groupId);
+      let errorCode: number = ErrorCode.NONE;
+      if (!group) errorCode = ErrorCode.GROUP_ID_NOT_FOUND;
+      else if (group.members.size > 0) errorCode = ErrorCode.NON_EMPTY_GROUP;
+      else this.state.groups.delete(groupId);
+      w.string(groupId).int16(errorCode);
+    });
   }
 
   private offsetCommit(reader: Reader): Writer {

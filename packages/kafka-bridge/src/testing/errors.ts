@@ -17,6 +17,8 @@ export const ErrorCode = {
   INVALID_PRODUCER_EPOCH: 47,
   INVALID_TXN_STATE: 48,
   INVALID_PRODUCER_ID_MAPPING: 49,
+  NON_EMPTY_GROUP: 68,
+  GROUP_ID_NOT_FOUND: 69,
 } as const;
 
 /** The APIs this broker implements and the single version it advertises for each. */
@@ -43,6 +45,7 @@ export const ApiKey = {
   EndTxn: 26,
   TxnOffsetCommit: 28,
   CreatePartitions: 37,
+  DeleteGroups: 42,
 } as const;
 
 export type ApiKey = (typeof ApiKey)[keyof typeof ApiKey];
