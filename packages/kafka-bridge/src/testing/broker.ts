@@ -230,7 +230,8 @@ class Broker implements TestBroker {
   }
 
   get brokers(): string[] {
-    return [`${this.host}:${this.currentPort}`];
+    const host = this.host === '0.0.0.0' ? '127.0.0.1' : this.host === '::' ? '::1' : this.host;
+    return [`${host}:${this.currentPort}`];
   }
 
   async listen(port: number): Promise<void> {
