@@ -220,8 +220,11 @@ export function s3Source(options: S3SourceOptions): S3Source {
     signal: AbortSignal,
   ): AsyncGenerator<Batch<Row>> {
     emit({ type: 'unit-start', stream: stream.id, source: file.key, bytesTotal: file.size, kind: file.kind });
-    // A late file applied under 'apply' never moves the watermark back.
-    const watermark = maxWatermark(watermarkBefore, { key: file.key, time: file.time });
+    // A late file applied under 'apply' never moves the watermark back; a replay (of archived,
+    // already applied files) never moves it at all.
+    const watermark = stream.replayFrom
+      ? watermarkBefore
+      : maxWatermark(watermarkBefore, { key: file.key, time: file.time });
     const chunks = readFileBatches({
       client,
       bucket: stream.bucket,
@@ -390,7 +393,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
               recordFailure(stream, failure);
               break;
             }
-            watermark = maxWatermark(watermark, { key: file.key, time: file.time });
+            if (!stream.replayFrom) watermark = maxWatermark(watermark, { key: file.key, time: file.time });
             readSomething = true;
           }
         }
