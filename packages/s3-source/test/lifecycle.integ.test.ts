@@ -67,7 +67,7 @@ function instrumentedClient(hooks: {
     (next, context) => async (args) => {
       hooks.before?.(context.commandName ?? '', args.input as Record<string, unknown>);
       const result = await next(args);
-      hooks.after?.(context.commandName ?? '', result.output as Record<string, unknown>);
+      hooks.after?.(context.commandName ?? '', result.output as unknown as Record<string, unknown>);
       return result;
     },
     { step: 'initialize', name: 'testHooks' },
