@@ -121,9 +121,14 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
   };
 
   async function* gatedSource(): AsyncGenerator<Batch<Row>> {
-    const iterator = source
-      .read({ checkpoint: (s) => checkpoints.checkpoint(s), signal: controller.signal, emit })
-      [Symbol.asyncIterator]();
+    const context: ReadContext = {
+      checkpoint: (s) => checkpoints.checkpoint(s),
+      signal: controller.signal,
+      emit,
+      ...(options.stopSignal ? { stop: options.stopSignal } : {}),
+      ...(sink.loadLog ? { loads: sink.loadLog } : {}),
+    };
+    const iterator = source.read(context)[Symbol.asyncIterator]();
     let atBoundary = true;
     try {
       while (true) {

@@ -154,3 +154,21 @@ describe('pipeline()', () => {
     await expect(pipeline(source, {} as never)).rejects.toThrow(/last stage must be a sink/);
   });
 });
+
+describe('pipeline() read context', () => {
+  it("hands the source the sink's load log and the stop signal", async () => {
+    const stop = new AbortController();
+    const loadLog = { list: async () => [], markArchived: async () => {} };
+    let seen: import('../src/index.js').ReadContext | undefined;
+    const source: import('../src/index.js').Source = {
+      name: 'spy',
+      async *read(ctx) {
+        seen = ctx;
+      },
+    };
+    const sink = { ...memorySink(), name: 'with-log', loadLog };
+    await pipeline(source, sink, { stopSignal: stop.signal });
+    expect(seen?.loads).toBe(loadLog);
+    expect(seen?.stop).toBe(stop.signal);
+  });
+});
