@@ -1,0 +1,169 @@
+import { type Batch, type Row, type Sink, TributaryError, type WriteResult } from '@tributary/core';
+import type { Admin, CompressionTypes, IHeaders, Kafka, Producer } from 'kafkajs';
+import { createEncoder, type Encoder, type EncodingOptions, schemaFromColumns } from './encoding.js';
+import { HEADER } from './options.js';
+
+export interface PublishOptions {
+  /** The user's kafkajs instance. */
+  kafka: Kafka;
+  /** Topic per stream, e.g. `() => 'tickets.inc'`. */
+  topic: string | ((stream: string) => string);
+  /** Key columns: the message key is their values joined by `|`, so per-key order holds. */
+  key: readonly string[];
+  /**
+   * Value encoding. Default: Avro single-object encoding with a schema of nullable strings
+   * derived from `columns`; the writer schema is published to `<topic>.schemas`.
+   */
+  encoding?: EncodingOptions;
+  /** Columns of the rows (required for the default Avro encoding). */
+  columns?: readonly string[];
+  /** Create missing topics with these settings. Default `{ partitions: 3, replicationFactor: 1 }`. */
+  createTopics?: false | { partitions?: number; replicationFactor?: number };
+  /**
+   * Where the source position is committed after every message of a unit was acknowledged:
+   * a sink that records checkpoints and the load log without rows (pg-sink with a
+   * checkpoint-only target).
+   */
+  checkpoints: Sink<Row>;
+  /** Max messages per produce request. Default 1,000. */
+  maxMessagesPerRequest?: number;
+  compression?: CompressionTypes;
+}
+
+/** Stable key text from the key columns. */
+export function messageKey(row: Row, key: readonly string[]): string {
+  return key.map((k) => (row[k] === null || row[k] === undefined ? '' : String(row[k]))).join('|');
+}
+
+/**
+ * Publish sink: every row becomes one keyed message (idempotent producer, acks=all); once every
+ * message of a unit is acknowledged the position is committed through `checkpoints`, and only
+ * then may the source archive the file. A crash in between re-publishes the unit
+ * (at-least-once); messages are full row images with provenance, so a subscriber's upsert
+ * absorbs the repeats.
+ */
+export function kafkaPublishSink(options: PublishOptions): Sink<Row> & { readonly published: number } {
+  if (!options.key.length)
+    throw new TributaryError('INVALID_OPTIONS', 'kafkaPublishSink(): key must name at least one column');
+  const topicFor = typeof options.topic === 'function' ? options.topic : () => options.topic as string;
+  const encoding: EncodingOptions | undefined =
+    options.encoding ??
+    (options.columns ? { kind: 'avro', type: schemaFromColumns('row', options.columns) } : undefined);
+  if (!encoding)
+    throw new TributaryError(
+      'INVALID_OPTIONS',
+      'kafkaPublishSink(): give `columns` (for the default Avro schema) or `encoding`',
+    );
+  const chunk = options.maxMessagesPerRequest ?? 1000;
+  let producer: Producer | undefined;
+  let admin: Admin | undefined;
+  let encoder: Encoder | undefined;
+  const readyTopics = new Set<string>();
+  let published = 0;
+
+  async function connect(): Promise<Producer> {
+    if (producer) return producer;
+    encoder = await createEncoder(encoding!);
+    const p = options.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      retry: { retries: 8 },
+    });
+    await p.connect();
+    producer = p;
+    return p;
+  }
+
+  async function ensureTopic(topic: string): Promise<void> {
+    if (readyTopics.has(topic)) return;
+    if (options.createTopics !== false) {
+      admin ??= options.kafka.admin();
+      await admin.connect();
+      const existing = new Set(await admin.listTopics());
+      const create = [];
+      if (!existing.has(topic)) {
+        create.push({
+          topic,
+          numPartitions: options.createTopics?.partitions ?? 3,
+          replicationFactor: options.createTopics?.replicationFactor ?? 1,
+        });
+      }
+      if (encoder?.schema && !existing.has(`${topic}.schemas`)) {
+        create.push({
+          topic: `${topic}.schemas`,
+          numPartitions: 1,
+          replicationFactor: options.createTopics?.replicationFactor ?? 1,
+          configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+        });
+      }
+      if (create.length) await admin.createTopics({ topics: create, waitForLeaders: true });
+    }
+    // Publish the writer schema where subscribers find it, keyed by fingerprint (compacted).
+    if (encoder?.schema && encoder.schemaId && encoding?.kind === 'avro') {
+      await producer!.send({
+        topic: `${topic}.schemas`,
+        acks: -1,
+        messages: [{ key: encoder.schemaId, value: encoder.schema }],
+      });
+    }
+    readyTopics.add(topic);
+  }
+
+  return {
+    name: 'kafka-publish',
+    get published() {
+      return published;
+    },
+    checkpoint: (stream) => options.checkpoints.checkpoint(stream),
+    get loadLog() {
+      return options.checkpoints.loadLog;
+    },
+    async write(batch: Batch<Row>): Promise<WriteResult> {
+      if (batch.rows.length) {
+        const p = await connect();
+        const topic = topicFor(batch.stream);
+        await ensureTopic(topic);
+        const firstRow = Number(batch.position['row'] ?? batch.rows.length) - batch.rows.length;
+        for (let start = 0; start < batch.rows.length; start += chunk) {
+          const messages = batch.rows.slice(start, start + chunk).map((row, i) => {
+            const headers: IHeaders = {
+              [HEADER.stream]: batch.stream,
+              [HEADER.source]: String(batch.meta.source ?? ''),
+              [HEADER.row]: String(batch.meta.locations?.[start + i]?.record ?? firstRow + start + i + 1),
+              [HEADER.kind]: String(batch.meta.kind ?? ''),
+            };
+            if (encoder?.schemaId) headers[HEADER.schema] = encoder.schemaId;
+            return { key: messageKey(row, options.key), value: encoder!.encode(row), headers };
+          });
+          // acks=all on an idempotent producer: resolved only when the broker has the messages.
+          await p.send({
+            topic,
+            acks: -1,
+            messages,
+            ...(options.compression ? { compression: options.compression } : {}),
+          });
+          published += messages.length;
+        }
+      }
+      // Every message of this batch is acknowledged; the checkpoint store commits the position
+      // (and load row) when the unit ends, never before (issue 6: "moves only after every
+      // message of the file is acknowledged").
+      return options.checkpoints.write({
+        ...batch,
+        rows: [],
+        meta: { ...batch.meta, published: batch.rows.length },
+      });
+    },
+    async abort(error) {
+      await options.checkpoints.abort?.(error);
+    },
+    async close() {
+      await producer?.disconnect().catch(() => undefined);
+      await admin?.disconnect().catch(() => undefined);
+      producer = undefined;
+      admin = undefined;
+      await options.checkpoints.close?.();
+    },
+  };
+}

@@ -1,0 +1,357 @@
+import {
+  type Batch,
+  type EmitEvent,
+  type ReadContext,
+  type Row,
+  type Source,
+  TributaryError,
+} from '@tributary/core';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { FAST_CONSUMER, HEADER } from './options.js';
+
+export interface SubscribeOptions {
+  kafka: Kafka;
+  topic: string;
+  groupId: string;
+  /** Turns a message value into a row (see `createDecoder`). */
+  decode: (value: Buffer | null, message: KafkaMessage) => Promise<Row> | Row;
+  /** Stream id of a partition; one checkpoint row per topic-partition and group. */
+  streamFor?: (topic: string, partition: number) => string;
+  /** Max rows per batch. Default 5,000. */
+  maxRows?: number;
+  /** Undecodable messages: stop (default) or send to `<topic>.dlq` and move on. */
+  poison?: 'error' | 'dead-letter';
+  /** Stop once every partition is consumed up to the end offsets seen at start. */
+  exitWhenIdle?: boolean;
+  /**
+   * Wait for each batch to commit before fetching more (default true). The archiver sets
+   * false: it commits several batches at once.
+   */
+  awaitCommit?: boolean;
+  /** For sinks that roll by age: emit an empty batch per assigned partition this often when idle. */
+  tickMs?: number;
+  consumer?: Partial<typeof FAST_CONSUMER> & { readUncommitted?: boolean };
+}
+
+export interface KafkaPosition {
+  topic: string;
+  partition: number;
+  /** Offset of the last message this batch covers. */
+  offset: string;
+}
+
+export function defaultStreamFor(groupId: string): (topic: string, partition: number) => string {
+  return (topic, partition) => `kafka/${groupId}/${topic}/${partition}`;
+}
+
+interface Pending {
+  batch: Batch<Row>;
+  done?: { resolve: () => void; reject: (e: unknown) => void };
+}
+
+/**
+ * Subscribe source: topic → batches per partition, position `{ topic, partition, offset }`.
+ *
+ * Exactly-once effect comes from the sink: offsets are stored with the rows in one transaction.
+ * Every fetched batch is filtered against the stored offset of its partition (read afresh), so
+ * a rebalance, a restart or Kafka's own (lagging) committed offset never applies a message
+ * twice. Kafka's committed offsets are written after the sink committed, for lag tooling only.
+ */
+export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & { readonly consumed: number } {
+  const streamFor = options.streamFor ?? defaultStreamFor(options.groupId);
+  const maxRows = options.maxRows ?? 5000;
+  const awaitCommit = options.awaitCommit ?? true;
+  let consumer: Consumer | undefined;
+  let dlq: Producer | undefined;
+  let consumed = 0;
+  // Batches handed to the pipeline and not yet committed, with the fetch loop waiting on them.
+  const pendingCommits = new Map<Batch<Row>, Pending>();
+
+  return {
+    name: 'kafka-subscribe',
+    get consumed() {
+      return consumed;
+    },
+    async *read(ctx: ReadContext) {
+      const queue: Pending[] = [];
+      let wake: (() => void) | undefined;
+      let failure: unknown;
+      let finished = false;
+      const notify = () => {
+        const w = wake;
+        wake = undefined;
+        w?.();
+      };
+      const c = options.kafka.consumer({
+        groupId: options.groupId,
+        ...FAST_CONSUMER,
+        ...options.consumer,
+        readUncommitted: options.consumer?.readUncommitted ?? false,
+        allowAutoTopicCreation: false,
+      });
+      consumer = c;
+      const admin = options.kafka.admin();
+      await admin.connect();
+      let endOffsets: Map<number, bigint>;
+      try {
+        const offsets = await admin.fetchTopicOffsets(options.topic);
+        endOffsets = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
+      } finally {
+        await admin.disconnect();
+      }
+      const reached = new Map<number, bigint>();
+      const lastPositions = new Map<number, KafkaPosition>();
+
+      const isIdle = async (): Promise<boolean> => {
+        for (const [partition, end] of endOffsets) {
+          if (end === 0n) continue;
+          const local = reached.get(partition) ?? 0n;
+          if (local >= end) continue;
+          const stored = await ctx.checkpoint(streamFor(options.topic, partition));
+          if (!stored || BigInt(String(stored['offset'])) + 1n < end) return false;
+        }
+        return true;
+      };
+
+      const eachBatch = async (payload: EachBatchPayload) => {
+        const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+        const partition = batch.partition;
+        const stream = streamFor(batch.topic, partition);
+        // Read the stored offset afresh: another member may have applied this partition
+        // before a rebalance handed it to us.
+        const stored = await ctx.checkpoint(stream);
+        const after = stored ? BigInt(String(stored['offset'])) : -1n;
+        const messages = batch.messages.filter((m) => BigInt(m.offset) > after);
+        for (let start = 0; start < messages.length; start += maxRows) {
+          if (!isRunning() || isStale() || ctx.signal.aborted) return;
+          const slice = messages.slice(start, start + maxRows);
+          const rows: Row[] = [];
+          const offsets: string[] = [];
+          for (const message of slice) {
+            try {
+              rows.push(await options.decode(message.value, message));
+              offsets.push(message.offset);
+            } catch (error) {
+              const where = `${batch.topic}/${partition}@${message.offset}`;
+              if (options.poison !== 'dead-letter') {
+                throw new TributaryError(
+                  'POISON_MESSAGE',
+                  `undecodable message at ${where}: ${(error as Error).message}`,
+                  {
+                    cause: error,
+                    stream,
+                    location: { file: where },
+                  },
+                );
+              }
+              await sendToDeadLetter(batch.topic, partition, message, error as Error);
+              ctx.emit({
+                type: 'warning',
+                stream,
+                message: `message ${where} sent to ${batch.topic}.dlq: ${(error as Error).message}`,
+              });
+            }
+          }
+          consumed += slice.length;
+          const last = slice[slice.length - 1]!;
+          const position: KafkaPosition = { topic: batch.topic, partition, offset: last.offset };
+          lastPositions.set(partition, position);
+          const item: Pending = {
+            batch: {
+              stream,
+              rows,
+              position: { ...position },
+              meta: {
+                source: `${batch.topic}/${partition}/${slice[0]!.offset}-${last.offset}`,
+                commit: true,
+                lastOfUnit: true,
+                rowsRead: slice.length,
+                filtered: rows.length < slice.length ? { 'dead-letter': slice.length - rows.length } : {},
+                topic: batch.topic,
+                partition,
+                firstOffset: slice[0]!.offset,
+                lastOffset: last.offset,
+                offsets,
+              },
+            },
+          };
+          const settled = new Promise<void>((resolve, reject) => {
+            item.done = { resolve, reject };
+          });
+          settled.catch(() => undefined); // rejected on shutdown; awaited below only when needed
+          queue.push(item);
+          notify();
+          // Sequential per batch: the next fetch waits for this commit, so a revoked partition's
+          // batch is finished (or rolled back) before this member rejoins the group.
+          if (awaitCommit) await settled;
+          else await settledOrBounded(settled);
+          resolveOffset(last.offset);
+          await heartbeat();
+        }
+        if (!messages.length && batch.messages.length) resolveOffset(batch.lastOffset());
+        // Only now is every message of this fetch handed over: the idle check may count it.
+        if (batch.messages.length) reached.set(partition, BigInt(batch.lastOffset()) + 1n);
+      };
+
+      // Without awaiting each commit (rolling sinks), still bound what is queued ahead.
+      const settledOrBounded = async (settled: Promise<void>) => {
+        if (queue.length + pendingCommits.size < 4) return;
+        await settled.catch(() => undefined);
+      };
+
+      const sendToDeadLetter = async (
+        topic: string,
+        partition: number,
+        message: KafkaMessage,
+        error: Error,
+      ) => {
+        if (!dlq) {
+          dlq = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+          await dlq.connect();
+        }
+        await dlq.send({
+          topic: `${topic}.dlq`,
+          acks: -1,
+          messages: [
+            {
+              key: message.key,
+              value: message.value,
+              headers: {
+                ...message.headers,
+                [HEADER.error]: error.message.slice(0, 1000),
+                [HEADER.originTopic]: topic,
+                [HEADER.originPartition]: String(partition),
+                [HEADER.originOffset]: message.offset,
+              },
+            },
+          ],
+        });
+      };
+
+      const crashed = new Promise<void>((resolve) => {
+        c.on(c.events.CRASH, (event) => {
+          failure = event.payload.error;
+          resolve();
+          notify();
+        });
+      });
+      void crashed;
+      await c.connect();
+      await c.subscribe({ topic: options.topic, fromBeginning: true });
+      await c.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: 1,
+        eachBatch: async (payload) => {
+          try {
+            await eachBatch(payload);
+          } catch (error) {
+            failure ??= error;
+            notify();
+            throw error;
+          }
+        },
+      });
+
+      const tick = options.tickMs ? setInterval(() => notify(), options.tickMs) : undefined;
+      try {
+        while (!finished) {
+          const item = queue.shift();
+          if (item) {
+            pendingCommits.set(item.batch, item);
+            yield item.batch;
+            continue;
+          }
+          if (failure)
+            throw failure instanceof TributaryError
+              ? failure
+              : new TributaryError('SOURCE_FAILED', `Kafka consumer failed: ${(failure as Error).message}`, {
+                  cause: failure,
+                  retriable: true,
+                });
+          if (ctx.signal.aborted || ctx.stop?.aborted) return;
+          // Idle: everything fetched was handed over (and, when each batch awaits its commit,
+          // committed) and every partition reached the end offsets seen at start.
+          if (options.exitWhenIdle && (!awaitCommit || pendingCommits.size === 0) && (await isIdle())) {
+            finished = true;
+            break;
+          }
+          if (options.tickMs) {
+            for (const position of lastPositions.values()) {
+              yield tickBatch(streamFor(position.topic, position.partition), position);
+            }
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            const timer = setTimeout(resolve, options.exitWhenIdle ? 100 : 1000);
+            timer.unref?.();
+            ctx.stop?.addEventListener('abort', () => resolve(), { once: true });
+            ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+          });
+        }
+        if (options.tickMs) {
+          // Final flush: a committing empty batch per partition, so rolling sinks write what they hold.
+          for (const position of lastPositions.values()) {
+            yield {
+              ...tickBatch(streamFor(position.topic, position.partition), position),
+              meta: { ...tickBatch('', position).meta, commit: true, flush: true },
+            };
+          }
+        }
+      } finally {
+        if (tick) clearInterval(tick);
+        for (const item of pendingCommits.values())
+          item.done?.reject(new TributaryError('ABORTED', 'subscriber stopped'));
+        pendingCommits.clear();
+        await c.stop().catch(() => undefined);
+        await c.disconnect().catch(() => undefined);
+        await dlq?.disconnect().catch(() => undefined);
+        dlq = undefined;
+        consumer = undefined;
+      }
+    },
+    async committed(batch) {
+      const item = pendingCommits.get(batch);
+      const topic = String(batch.meta['topic'] ?? batch.position['topic']);
+      const partition = Number(batch.meta['partition'] ?? batch.position['partition']);
+      // Kafka's committed offset follows the Postgres commit, for lag tooling only.
+      if (consumer && batch.position['offset'] !== undefined) {
+        await consumer
+          .commitOffsets([
+            { topic, partition, offset: (BigInt(String(batch.position['offset'])) + 1n).toString() },
+          ])
+          .catch(() => undefined);
+      }
+      // A rolling sink commits several batches at once: settle every earlier batch of the partition.
+      for (const [b, pending] of pendingCommits) {
+        if (
+          b.meta['partition'] === partition &&
+          BigInt(String(b.position['offset'])) <= BigInt(String(batch.position['offset']))
+        ) {
+          pending.done?.resolve();
+          pendingCommits.delete(b);
+        }
+      }
+      item?.done?.resolve();
+      pendingCommits.delete(batch);
+    },
+  };
+}
+
+function tickBatch(stream: string, position: KafkaPosition): Batch<Row> {
+  return {
+    stream,
+    rows: [],
+    position: { ...position },
+    meta: {
+      commit: false,
+      rowsRead: 0,
+      filtered: {},
+      tick: true,
+      topic: position.topic,
+      partition: position.partition,
+    },
+  };
+}
+
+export type { EmitEvent };
