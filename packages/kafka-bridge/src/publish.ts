@@ -42,7 +42,7 @@ export function messageKey(row: Row, key: readonly string[]): string {
  * (at-least-once); messages are full row images with provenance, so a subscriber's upsert
  * absorbs the repeats.
  */
-export function kafkaPublishSink(options: PublishOptions): Sink<Row> & { readonly published: number } {
+export function kafkaPublishSink(options: PublishOptions): Sink<Row> & { readonly published: number; close(): Promise<void> } {
   if (!options.key.length)
     throw new TributaryError('INVALID_OPTIONS', 'kafkaPublishSink(): key must name at least one column');
   const topicFor = typeof options.topic === 'function' ? options.topic : () => options.topic as string;
