@@ -8,6 +8,7 @@ import type { InputLocation, Row } from '@tributary/core';
 import { isAbortError, isTransient, TributaryError } from '@tributary/core';
 import { type CsvError, parse } from 'csv-parse';
 import type { DataFormat } from './keys.js';
+import { normalizeEtag } from './list.js';
 import type { ColumnCheck, RetryOptions } from './options.js';
 import { withRetry } from './retry.js';
 
@@ -360,6 +361,16 @@ async function* readOnce(
     { signal: options.signal, onRetry: options.onRetry },
   );
   const body = response.Body as Readable | undefined;
+  // Servers that ignore If-Match (s3rver) still return the ETag: a re-export between listing and
+  // reading must not be read as the listed file.
+  if (response.ETag !== undefined && normalizeEtag(response.ETag) !== options.etag) {
+    body?.destroy();
+    throw new TributaryError(
+      'ETAG_CHANGED',
+      `${key} changed between listing and reading (ETag ${normalizeEtag(response.ETag)}, listed ${options.etag})`,
+      { stream: streamId, location: { file: key } },
+    );
+  }
   const stored = new ByteCounter();
   if (!body) {
     yield { rows: [], locations: [], row: skip, done: true, bytes: 0, totalBytes: 0 };
@@ -414,6 +425,7 @@ async function* readOnce(
 
   let rows: Row[] = [];
   let locations: InputLocation[] = [];
+  let held: FileChunk | undefined;
   let record = 0;
   let decodedAtBatch = 0;
   let lastReportedLine = 1;
@@ -472,11 +484,16 @@ async function* readOnce(
         if (emptyAsNull) {
           for (const name in row) if (row[name] === '') row[name] = null;
         }
+        if (held) {
+          yield held;
+          held = undefined;
+        }
         rows.push(row);
         locations.push({ file: key, line, record });
         if (rows.length >= options.batchRows || decoded.bytes - decodedAtBatch >= options.batchBytes) {
           decodedAtBatch = decoded.bytes;
-          yield { rows, locations, row: record, done: false, bytes: 0, totalBytes: stored.bytes };
+          // Held until the next record shows up, so a file never ends with an empty batch.
+          held = { rows, locations, row: record, done: false, bytes: 0, totalBytes: stored.bytes };
           rows = [];
           locations = [];
         }
@@ -485,6 +502,10 @@ async function* readOnce(
     await wiring;
   } catch (error) {
     throw headerError ?? error;
+  }
+  if (held) {
+    yield { ...held, done: true, totalBytes: stored.bytes };
+    return;
   }
   yield { rows, locations, row: Math.max(record, skip), done: true, bytes: 0, totalBytes: stored.bytes };
 }

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import type {
   Batch,
   CheckpointLookup,
@@ -301,6 +302,23 @@ export function s3Source(options: S3SourceOptions): S3Source {
     };
   }
 
+  async function archiveCommitted(batch: Batch<Row>): Promise<void> {
+    if (!batch.meta.lastOfUnit || !config.archive) return;
+    const stream = streamsById.get(batch.stream);
+    const position = toS3Position(batch.position);
+    if (!stream || stream.replayFrom || !position) return;
+    let size = typeof batch.meta['size'] === 'number' ? batch.meta['size'] : undefined;
+    if (size === undefined) {
+      const head = await client.send(new HeadObjectCommand({ Bucket: stream.bucket, Key: position.key }));
+      size = head.ContentLength ?? 0;
+    }
+    await archiveQuietly(
+      stream,
+      { key: position.key, etag: position.etag, size },
+      batch.meta['late'] === 'skipped' ? 'late' : 'processed',
+    );
+  }
+
   function warnResolutions(stream: ResolvedStream, plan: PendingPlan): void {
     for (const { key, resolution } of plan.resolutions) {
       if (warned.has(key)) continue;
@@ -416,24 +434,14 @@ export function s3Source(options: S3SourceOptions): S3Source {
 
     async committed(batch: Batch<Row>): Promise<void> {
       const id = commitId(batch.stream, batch.position);
-      outstanding.get(id)?.();
-      outstanding.delete(id);
-      outstandingDone.delete(id);
-      if (!batch.meta.lastOfUnit || !config.archive) return;
-      const stream = streamsById.get(batch.stream);
-      const position = toS3Position(batch.position);
-      if (!stream || stream.replayFrom || !position) return;
-      let size = typeof batch.meta['size'] === 'number' ? batch.meta['size'] : undefined;
-      if (size === undefined) {
-        const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
-        const head = await client.send(new HeadObjectCommand({ Bucket: stream.bucket, Key: position.key }));
-        size = head.ContentLength ?? 0;
+      try {
+        await archiveCommitted(batch);
+      } finally {
+        // Settled after the archive step too, so a failing run lets earlier files finish it.
+        outstanding.get(id)?.();
+        outstanding.delete(id);
+        outstandingDone.delete(id);
       }
-      await archiveQuietly(
-        stream,
-        { key: position.key, etag: position.etag, size },
-        batch.meta['late'] === 'skipped' ? 'late' : 'processed',
-      );
     },
 
     async plan(planContext: PlanContext = {}): Promise<StreamPlan[]> {

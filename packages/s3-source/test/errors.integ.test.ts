@@ -2,7 +2,7 @@ import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { type Batch, pipeline, type Row, TributaryError } from '@tributary/core';
 import { memorySink } from '@tributary/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestBucket, type TestBucket } from '../../../test/support/services.js';
+import { createTestBucket, type TestBucket, testS3Client } from '../../../test/support/services.js';
 import { type StreamDefinition, s3Source } from '../src/index.js';
 import { csv, FakeLoadLog, loggingSink, put, withLoadLog } from './helpers.js';
 
@@ -218,5 +218,24 @@ describe('fail loud', () => {
       location: { file: 'etag2/changes/20260101.csv' },
     });
     expect(second.sources).toEqual([]);
+  });
+
+  it('a file re-exported between listing and reading: ETAG_CHANGED, nothing emitted', async () => {
+    await put(t.client, t.bucket, 'race/changes/20260101.csv', csv(header, [['1', 'a']]));
+    const client = testS3Client();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'GetObjectCommand') {
+          await put(t.client, t.bucket, 'race/changes/20260101.csv', csv(header, [['1', 'changed']]));
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'reExport' },
+    );
+    const source = s3Source({ client, streams: [stream('race')], retry: false });
+    const sink = memorySink();
+    const error = await pipeline(source, sink).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ETAG_CHANGED', location: { file: 'race/changes/20260101.csv' } });
+    expect(sink.rows).toEqual([]);
   });
 });

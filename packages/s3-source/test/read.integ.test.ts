@@ -124,6 +124,17 @@ describe('reading files', () => {
     expect(result.batches).toBeGreaterThan(5);
   });
 
+  it('never ends a file with an empty batch when its rows fill the last batch exactly', async () => {
+    await put(t.client, t.bucket, 'exact/20260101.csv', csv(['a'], [['1'], ['2'], ['3'], ['4']]));
+    const { batches } = await load('exact/');
+    expect(batches.map((b) => [b.rows.length, b.position['row'], b.position['done'], b.meta.commit])).toEqual(
+      [
+        [2, 2, false, false],
+        [2, 4, true, true],
+      ],
+    );
+  });
+
   it('an empty file (0 bytes or header only) yields one empty final batch', async () => {
     await put(t.client, t.bucket, 'empty/20260101.csv', '');
     await put(t.client, t.bucket, 'empty/20260102.csv', 'a,b\r\n');
