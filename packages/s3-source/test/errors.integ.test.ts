@@ -4,7 +4,7 @@ import { memorySink } from '@tributary/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestBucket, type TestBucket, testS3Client } from '../../../test/support/services.js';
 import { type StreamDefinition, s3Source } from '../src/index.js';
-import { csv, FakeLoadLog, loggingSink, put, withLoadLog } from './helpers.js';
+import { csv, FakeLoadLog, loggingSink, put } from './helpers.js';
 
 let t: TestBucket;
 beforeAll(async () => {
@@ -38,15 +38,12 @@ async function run(
     loads?: FakeLoadLog;
   } = {},
 ) {
-  const source = withLoadLog(
-    s3Source({
-      client: t.client,
-      streams,
-      archive: options.archive ?? true,
-      batchRows: options.batchRows ?? 1000,
-    }),
-    options.loads,
-  );
+  const source = s3Source({
+    client: t.client,
+    streams,
+    archive: options.archive ?? true,
+    batchRows: options.batchRows ?? 1000,
+  });
   const sink = options.sink ?? memorySink();
   const produced: Batch<Row>[] = [];
   let error: TributaryError | undefined;

@@ -1,15 +1,6 @@
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type {
-  Batch,
-  LoadLog,
-  LoadRecord,
-  PipelineEvent,
-  Position,
-  ReadContext,
-  Row,
-  Source,
-} from '@tributary/core';
+import type { Batch, LoadLog, LoadRecord, PipelineEvent, Position, Row } from '@tributary/core';
 import { type MemorySink, memorySink } from '@tributary/core/testing';
 
 export async function put(
@@ -68,19 +59,6 @@ export function loggingSink(loads: FakeLoadLog, checkpoints?: Record<string, Pos
     },
     loadLog: loads,
   });
-}
-
-/**
- * Hands the load log to the source's read context. core's pipeline() does not pass
- * `sink.loadLog` to `source.read()` yet; this shim does what it should.
- */
-export function withLoadLog(source: Source<Row>, loads: LoadLog | undefined): Source<Row> {
-  if (!loads) return source;
-  return {
-    name: source.name,
-    read: (ctx: ReadContext) => source.read({ ...ctx, loads }),
-    committed: (batch) => source.committed?.(batch) ?? Promise.resolve(),
-  };
 }
 
 /** Collects pipeline events, with helpers for the ones tests look at. */

@@ -5,7 +5,7 @@ import { type MemorySink, memorySink } from '@tributary/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestBucket, type TestBucket, testS3Client } from '../../../test/support/services.js';
 import { type S3SourceOptions, type StreamDefinition, s3Source } from '../src/index.js';
-import { csv, eventLog, FakeLoadLog, loggingSink, put, withLoadLog } from './helpers.js';
+import { csv, eventLog, FakeLoadLog, loggingSink, put } from './helpers.js';
 
 let t: TestBucket;
 beforeAll(async () => {
@@ -36,7 +36,7 @@ async function run(
   options: Partial<S3SourceOptions> & { sink?: MemorySink; loads?: FakeLoadLog | undefined } = {},
 ) {
   const { sink: given, loads, ...rest } = options;
-  const source = withLoadLog(s3Source({ client: t.client, streams, ...rest }), loads);
+  const source = s3Source({ client: t.client, streams, ...rest });
   const sink = given ?? (loads ? loggingSink(loads) : memorySink());
   const produced: Batch<Row>[] = [];
   const log = eventLog();
@@ -193,7 +193,7 @@ describe('archive', () => {
       },
     });
     const loads = new FakeLoadLog();
-    const source = withLoadLog(s3Source({ client, streams: [def('arch', { recursive: true })] }), loads);
+    const source = s3Source({ client, streams: [def('arch', { recursive: true })] });
     await pipeline(source, loggingSink(loads));
     expect(calls).toEqual([
       'CopyObjectCommand arch/processed/2026/01/20260101.csv',
@@ -224,7 +224,7 @@ describe('archive', () => {
       const loads = withLog ? new FakeLoadLog() : undefined;
       const sink = loads ? loggingSink(loads) : memorySink();
       const log = eventLog();
-      await pipeline(withLoadLog(s3Source({ client, streams: [def(prefix)] }), loads), sink, {
+      await pipeline(s3Source({ client, streams: [def(prefix)] }), sink, {
         onEvent: log.onEvent,
       });
       expect(log.warnings().some((w) => w.includes(`archiving ${file(prefix, '1')}`))).toBe(true);
@@ -322,6 +322,30 @@ describe('watch mode and retries', () => {
     checkpoint = two.value!.position;
     stop.abort();
     expect((await batches.next()).done).toBe(true);
+  });
+
+  it('under pipeline(), the graceful stop ends a watching source that is waiting for files', async () => {
+    await put(t.client, t.bucket, file('watch-pipe', '1'), csv(header, [['1', 'a']]));
+    const stop = new AbortController();
+    const sink = memorySink();
+    const result = await pipeline(
+      s3Source({
+        client: t.client,
+        archive: false,
+        watch: { intervalMs: 60_000 },
+        streams: [def('watch-pipe')],
+      }),
+      sink,
+      {
+        stopSignal: stop.signal,
+        // Stop once the first file was committed: the source is then asleep until the next poll.
+        onEvent: (e) => {
+          if (e.type === 'committed') stop.abort();
+        },
+      },
+    );
+    expect(sink.rows).toEqual([{ id: '1', v: 'a' }]);
+    expect(result.commits).toBe(1);
   });
 
   it('re-reads a file whose download was reset mid-way, skipping rows already handed out', async () => {
