@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 
 /** A real S3 API server (s3rver) on a loopback port, backed by a temporary directory. */
 export interface EmbeddedS3 {
@@ -18,20 +20,42 @@ export interface EmbeddedS3Options {
   persistent?: boolean;
 }
 
+// Runs in the child: CommonJS, no TypeScript, so it needs no loader.
+const CHILD = `
+const S3rver = require(process.env.S3RVER_PATH);
+const server = new S3rver({ address: '127.0.0.1', port: Number(process.env.S3RVER_PORT), directory: process.env.S3RVER_DIR, silent: true, configureBuckets: [] });
+server.run().then((address) => process.stdout.write(JSON.stringify({ port: address.port }) + '\\n'), (error) => { process.stderr.write(String(error && error.stack || error)); process.exit(1); });
+const stop = () => server.close().finally(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.stdin.on('end', stop);
+process.stdin.resume();
+`;
+
+/**
+ * Starts s3rver in a process of its own. It runs with `--openssl-legacy-provider` because
+ * s3rver 3.7.1 encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node ≥ 17)
+ * refuses otherwise: any listing of more than 1,000 keys would fail. The child also exits when
+ * this process does (its stdin closes), so nothing is left behind.
+ */
 export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<EmbeddedS3> {
-  const { default: S3rver } = await import('s3rver');
   const directory = await mkdtemp(join(tmpdir(), 'tributary-s3-'));
-  const server = new S3rver({
-    address: '127.0.0.1',
-    port: options.port ?? 0,
-    directory,
-    silent: true,
-    configureBuckets: [],
+  const s3rverPath = createRequire(import.meta.url).resolve('s3rver');
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', CHILD], {
+    env: { PATH: process.env.PATH, S3RVER_PATH: s3rverPath, S3RVER_PORT: String(options.port ?? 0), S3RVER_DIR: directory },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
-  const address = (await server.run()) as AddressInfo;
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.once('line', (line) => resolve((JSON.parse(line) as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`s3rver exited with code ${code}: ${stderr.trim()}`)));
+  });
   let stopped = false;
   return {
-    endpoint: `http://127.0.0.1:${address.port}`,
+    endpoint: `http://127.0.0.1:${port}`,
     region: 'us-east-1',
     // s3rver's fixed development credentials; not a secret.
     accessKeyId: 'S3RVER',
@@ -39,7 +63,11 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
     async stop() {
       if (stopped) return;
       stopped = true;
-      await server.close();
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
       if (!options.persistent) await rm(directory, { recursive: true, force: true });
     },
   };
