@@ -97,6 +97,7 @@ interface StreamSession {
   lockKey: string;
   target: TargetTable;
   client: pg.PoolClient | undefined;
+  onClientError: (() => void) | undefined;
   broken: boolean;
   ready: Promise<void> | undefined;
   shape: TargetShape | undefined;
@@ -348,21 +349,36 @@ class PgSinkImpl implements PgSink {
       if (!session) continue;
       this.#sessions.delete(session.stream);
       await session.ready?.catch(() => undefined);
-      const client = session.client;
-      session.client = undefined;
-      if (!client) continue;
-      if (session.broken) {
-        client.release(true);
-        continue;
-      }
-      try {
-        if (session.inTx) await client.query('ROLLBACK');
-        await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [session.lockKey]);
-        client.release();
-      } catch (error) {
-        client.release(error instanceof Error ? error : true);
-      }
+      await this.#releaseClient(session);
     }
+  }
+
+  /** Rolls back, unlocks and returns the session's client to the pool (destroyed if broken). */
+  async #releaseClient(session: StreamSession): Promise<void> {
+    const client = session.client;
+    if (!client) return;
+    if (session.broken) {
+      this.#dropClient(session, true);
+      return;
+    }
+    try {
+      if (session.inTx) await client.query('ROLLBACK');
+      await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [session.lockKey]);
+      this.#dropClient(session, false);
+    } catch (error) {
+      this.#dropClient(session, error instanceof Error ? error : true);
+    }
+  }
+
+  /** Detaches the session's client; `destroy` closes its connection instead of pooling it. */
+  #dropClient(session: StreamSession, destroy: boolean | Error): void {
+    const client = session.client;
+    session.client = undefined;
+    session.inTx = false;
+    if (!client) return;
+    if (session.onClientError) client.off('error', session.onClientError);
+    session.onClientError = undefined;
+    client.release(destroy === false ? undefined : destroy);
   }
 
   async close(): Promise<void> {
@@ -380,6 +396,7 @@ class PgSinkImpl implements PgSink {
         lockKey: `tributary:${this.schema}:${stream}`,
         target: targetFor(this.#options.targets, stream),
         client: undefined,
+        onClientError: undefined,
         broken: false,
         ready: undefined,
         shape: undefined,
@@ -406,8 +423,7 @@ class PgSinkImpl implements PgSink {
       if (this.#options.migrate) await this.migrate();
       session.shape = await prepareTarget(session.client!, session.target, this.#options.migrate);
     } catch (error) {
-      await this.release(session.stream);
-      this.#sessions.set(session.stream, session);
+      await this.#releaseClient(session);
       throw error;
     }
   }
@@ -416,25 +432,24 @@ class PgSinkImpl implements PgSink {
     const client = await this.pool.connect();
     // A dedicated client killed while idle emits 'error'; without a listener that would crash
     // the process. The next statement on it fails and the retry path reconnects.
-    client.on('error', () => {
+    const onClientError = () => {
       session.broken = true;
-    });
+    };
+    client.on('error', onClientError);
+    session.client = client;
+    session.onClientError = onClientError;
+    session.broken = false;
+    session.inTx = false;
     try {
       await this.#lockStream(client, session);
     } catch (error) {
-      client.release();
+      this.#dropClient(session, isTransient(error));
       throw error;
     }
-    session.client = client;
-    session.broken = false;
-    session.inTx = false;
   }
 
   async #reconnect(session: StreamSession): Promise<void> {
-    const old = session.client;
-    session.client = undefined;
-    session.inTx = false;
-    if (old) old.release(true);
+    this.#dropClient(session, true);
     await this.#connect(session);
   }
 
@@ -676,9 +691,7 @@ class PgSinkImpl implements PgSink {
     if (!client) return;
     if (session.broken || isTransient(error)) {
       // The connection is (or may be) gone, and the transaction with it.
-      session.client = undefined;
-      session.inTx = false;
-      client.release(true);
+      this.#dropClient(session, true);
       return;
     }
     if (!session.inTx) return;
@@ -686,8 +699,7 @@ class PgSinkImpl implements PgSink {
     try {
       await client.query('ROLLBACK');
     } catch (rollbackError) {
-      session.client = undefined;
-      client.release(rollbackError instanceof Error ? rollbackError : true);
+      this.#dropClient(session, rollbackError instanceof Error ? rollbackError : true);
     }
   }
 
