@@ -103,6 +103,10 @@ interface StreamSession {
   shape: TargetShape | undefined;
   plans: Map<string, ApplyPlan>;
   inTx: boolean;
+  /** The write in flight: abort() and release() wait for it before touching the client. */
+  busy: Promise<unknown> | undefined;
+  /** Set by release(): the session must not connect again. */
+  released: boolean;
   unit: OpenUnit | undefined;
   /** The unit whose write failed, recorded as a failed load by abort(). */
   failed: OpenUnit | undefined;
@@ -212,6 +216,12 @@ class PgSinkImpl implements PgSink {
 
   async write(batch: Batch<Row>): Promise<WriteResult> {
     const session = await this.#session(batch.stream);
+    const written = this.#writeBatch(session, batch);
+    session.busy = written.catch(() => undefined);
+    return written;
+  }
+
+  async #writeBatch(session: StreamSession, batch: Batch<Row>): Promise<WriteResult> {
     let unit = session.unit;
     if (!unit) {
       unit = {
@@ -293,6 +303,7 @@ class PgSinkImpl implements PgSink {
   async abort(error: Error): Promise<void> {
     const recorded = new Set<string>();
     for (const session of this.#sessions.values()) {
+      await session.busy;
       const unit = session.unit ?? session.failed;
       if (session.unit) await this.#discardTransaction(session, error);
       session.unit = undefined;
@@ -348,7 +359,9 @@ class PgSinkImpl implements PgSink {
     for (const session of sessions) {
       if (!session) continue;
       this.#sessions.delete(session.stream);
+      session.released = true;
       await session.ready?.catch(() => undefined);
+      await session.busy;
       await this.#releaseClient(session);
     }
   }
@@ -402,6 +415,8 @@ class PgSinkImpl implements PgSink {
         shape: undefined,
         plans: new Map(),
         inTx: false,
+        busy: undefined,
+        released: false,
         unit: undefined,
         failed: undefined,
       };
@@ -429,6 +444,11 @@ class PgSinkImpl implements PgSink {
   }
 
   async #connect(session: StreamSession): Promise<void> {
+    if (session.released) {
+      throw new TributaryError('ABORTED', `stream "${session.stream}" was released`, {
+        stream: session.stream,
+      });
+    }
     const client = await this.pool.connect();
     // A dedicated client killed while idle emits 'error'; without a listener that would crash
     // the process. The next statement on it fails and the retry path reconnects.
@@ -711,6 +731,7 @@ class PgSinkImpl implements PgSink {
   ): Promise<void> {
     const location = error instanceof TributaryError ? formatLocation(error.location) : '';
     try {
+      if (this.#options.migrate) await this.migrate();
       await this.pool.query(
         `INSERT INTO ${this.#s}.loads (run_id, stream, source, etag, size, kind, status, rows_read, batches,
                 started_at, finished_at, error)

@@ -81,7 +81,9 @@ describe('one writer per stream', () => {
       [`runner-${winner}`],
     );
     const pid = holder.rows[0]!.pid;
-    expect(error.message).toContain(`stream "${stream}" is locked by pid ${pid} (application "runner-${winner}"`);
+    expect(error.message).toContain(
+      `stream "${stream}" is locked by pid ${pid} (application "runner-${winner}"`,
+    );
     const rows = await db.pool.query(`SELECT v FROM public."${t.table}"`);
     expect(rows.rows).toEqual([{ v: winner }]);
     const loads = await db.pool.query('SELECT source FROM tributary.loads WHERE stream = $1', [stream]);
@@ -144,7 +146,9 @@ describe('transient failures', () => {
         beforeCommit: async () => {
           if (killed) return;
           killed = true;
-          await db.pool.query('SELECT pg_terminate_backend($1)', [await backendPid('writer-2', 'idle in transaction')]);
+          await db.pool.query('SELECT pg_terminate_backend($1)', [
+            await backendPid('writer-2', 'idle in transaction'),
+          ]);
         },
       },
     });
@@ -161,11 +165,15 @@ describe('transient failures', () => {
       retries: 0,
       faults: {
         beforeCommit: async () => {
-          await db.pool.query('SELECT pg_terminate_backend($1)', [await backendPid('writer-3', 'idle in transaction')]);
+          await db.pool.query('SELECT pg_terminate_backend($1)', [
+            await backendPid('writer-3', 'idle in transaction'),
+          ]);
         },
       },
     });
-    const error = (await sink.write(fileBatch(stream, 'g.csv', [{ id: '1', v: 'x' }])).catch((e) => e)) as TributaryError;
+    const error = (await sink
+      .write(fileBatch(stream, 'g.csv', [{ id: '1', v: 'x' }]))
+      .catch((e) => e)) as TributaryError;
     expect(error).toMatchObject({ code: 'TRANSIENT', retriable: true, stream });
     const rows = await db.pool.query(`SELECT count(*)::int AS n FROM public."${t.table}"`);
     expect(rows.rows[0].n).toBe(0);

@@ -59,7 +59,9 @@ describe('migrations', () => {
     expect(exists.rowCount).toBe(0);
     await Promise.all([migrate(db.pool, { schema }), migrate(db.pool, { schema })]);
     await migrate(db.pool, { schema });
-    const versions = await db.pool.query(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
+    const versions = await db.pool.query(
+      `SELECT version FROM "${schema}".schema_migrations ORDER BY version`,
+    );
     expect(versions.rows.map((r) => r.version)).toEqual([1, 2]);
     expect(await readState(db.pool, schema, 'x/y')).toEqual({ checkpoint: null, loads: [] });
   });
@@ -91,15 +93,37 @@ describe('apply', () => {
       [3, 'tab\there\nnewline \\ "q"', '3'],
     ]);
     expect(await loads(stream)).toEqual([
-      expect.objectContaining({ status: 'loaded', rows_inserted: '2', rows_updated: '0', rows_unchanged: '0' }),
-      expect.objectContaining({ status: 'loaded', rows_inserted: '1', rows_updated: '1', rows_unchanged: '1' }),
+      expect.objectContaining({
+        status: 'loaded',
+        rows_inserted: '2',
+        rows_updated: '0',
+        rows_unchanged: '0',
+      }),
+      expect.objectContaining({
+        status: 'loaded',
+        rows_inserted: '1',
+        rows_updated: '1',
+        rows_unchanged: '1',
+      }),
     ]);
     expect(await sink.checkpoint(stream)).toEqual(second.position);
     const state = await readState(db.pool, 'tributary', stream);
-    expect(state?.checkpoint).toMatchObject({ watermarkKey: 'changes/2024-01-01.csv', source: 'changes/2024-01-02.csv' });
+    expect(state?.checkpoint).toMatchObject({
+      watermarkKey: 'changes/2024-01-01.csv',
+      source: 'changes/2024-01-02.csv',
+    });
     expect(await sink.loadLog.list(stream)).toEqual([
-      expect.objectContaining({ source: 'changes/2024-01-01.csv', status: 'loaded', kind: 'baseline', size: 200 }),
-      expect.objectContaining({ source: 'changes/2024-01-02.csv', status: 'loaded', etag: '"etag-changes/2024-01-02.csv"' }),
+      expect.objectContaining({
+        source: 'changes/2024-01-01.csv',
+        status: 'loaded',
+        kind: 'baseline',
+        size: 200,
+      }),
+      expect.objectContaining({
+        source: 'changes/2024-01-02.csv',
+        status: 'loaded',
+        etag: '"etag-changes/2024-01-02.csv"',
+      }),
     ]);
     await sink.loadLog.markArchived(stream, 'changes/2024-01-01.csv');
     expect((await sink.loadLog.list(stream))[0]).toMatchObject({ status: 'archived' });
@@ -124,7 +148,11 @@ describe('apply', () => {
     await sink.write({ ...batch, position: { replay: true } });
     const after = await db.pool.query(`SELECT xmin::text FROM public."${target.table}" ORDER BY id`);
     expect(after.rows).toEqual(xmin.rows); // no row was rewritten
-    expect((await loads(stream)).at(-1)).toMatchObject({ rows_inserted: '0', rows_updated: '0', rows_unchanged: '3' });
+    expect((await loads(stream)).at(-1)).toMatchObject({
+      rows_inserted: '0',
+      rows_updated: '0',
+      rows_unchanged: '3',
+    });
   });
 
   it('applies all batches of a file in one transaction, or one per batch', async () => {
@@ -163,7 +191,11 @@ describe('apply', () => {
     // The pipeline then calls abort(): the failure is recorded in its own transaction.
     await sink.abort(new Error('injected crash before commit'));
     expect(await loads(stream)).toEqual([
-      expect.objectContaining({ source: 'crash.csv', status: 'failed', error: expect.stringMatching(/injected/) }),
+      expect.objectContaining({
+        source: 'crash.csv',
+        status: 'failed',
+        error: expect.stringMatching(/injected/),
+      }),
     ]);
     fail = false;
     await sink.write(batch);
@@ -190,7 +222,9 @@ describe('apply', () => {
     const stream = target.table;
     const sink = makeSink(target);
     await sink.write(
-      fileBatch(stream, 'new.csv', [{ id: '1', title: 'newer', amount: '1', updated_at: '2024-02-01T00:00:00Z' }]),
+      fileBatch(stream, 'new.csv', [
+        { id: '1', title: 'newer', amount: '1', updated_at: '2024-02-01T00:00:00Z' },
+      ]),
     );
     await sink.write(
       fileBatch(stream, 'late.csv', [
@@ -200,7 +234,9 @@ describe('apply', () => {
     );
     expect((await tableRows('public', target.table)).map((r) => r.title)).toEqual(['newer', 'fresh']);
     await sink.write(
-      fileBatch(stream, 'next.csv', [{ id: '1', title: 'newest', amount: '1', updated_at: '2024-03-01T00:00:00Z' }]),
+      fileBatch(stream, 'next.csv', [
+        { id: '1', title: 'newest', amount: '1', updated_at: '2024-03-01T00:00:00Z' },
+      ]),
     );
     expect((await tableRows('public', target.table))[0]?.title).toBe('newest');
   });
@@ -221,7 +257,9 @@ describe('apply', () => {
         { id: '2', title: 'keep', amount: '1', updated_at: null, op: 'U' }, // unchanged: no history
       ]),
     );
-    await sink.write(fileBatch(stream, 'h3.csv', [{ id: '1', title: 'v2', amount: '1', updated_at: null, op: 'D' }]));
+    await sink.write(
+      fileBatch(stream, 'h3.csv', [{ id: '1', title: 'v2', amount: '1', updated_at: null, op: 'D' }]),
+    );
     expect((await tableRows('public', target.table)).map((r) => [r.id, r.title])).toEqual([[2, 'keep']]);
     const history = await tableRows('public', `${target.table}_history`, 'valid_to');
     expect(history.map((r) => [r.id, r.title])).toEqual([
@@ -258,10 +296,14 @@ describe('apply', () => {
       await sink.write(deletion);
       await sink.write({ ...deletion, position: { again: true } }); // replayed delete: no change
       await sink.write(
-        fileBatch(stream, 'd3.csv', [{ id: '2', title: 'b', amount: '1', updated_at: null, header__change_oper: 'D' }]),
+        fileBatch(stream, 'd3.csv', [
+          { id: '2', title: 'b', amount: '1', updated_at: null, header__change_oper: 'D' },
+        ]),
       );
       await sink.write(
-        fileBatch(stream, 'd4.csv', [{ id: '2', title: 'back', amount: '1', updated_at: null, header__change_oper: 'I' }]),
+        fileBatch(stream, 'd4.csv', [
+          { id: '2', title: 'back', amount: '1', updated_at: null, header__change_oper: 'I' },
+        ]),
       );
     }
     expect((await tableRows('public', hard.table)).map((r) => [r.id, r.title])).toEqual([[2, 'back']]);
@@ -278,7 +320,9 @@ describe('apply', () => {
     const target = ticketsTarget({ timeZone: 'Africa/Nairobi' });
     const sink = makeSink(target);
     await sink.write(
-      fileBatch(target.table, 'tz.csv', [{ id: '1', title: 't', amount: '1', updated_at: '2024-05-01 12:00:00' }]),
+      fileBatch(target.table, 'tz.csv', [
+        { id: '1', title: 't', amount: '1', updated_at: '2024-05-01 12:00:00' },
+      ]),
     );
     const rows = await tableRows('public', target.table);
     expect((rows[0]!.updated_at as Date).toISOString()).toBe('2024-05-01T09:00:00.000Z');
@@ -288,7 +332,9 @@ describe('apply', () => {
     const target = ticketsTarget();
     const stream = target.table;
     const sink = makeSink(target);
-    const applied = fileBatch(stream, 'k/2024-02.csv', [{ id: '1', title: 'x', amount: '1', updated_at: null }]);
+    const applied = fileBatch(stream, 'k/2024-02.csv', [
+      { id: '1', title: 'x', amount: '1', updated_at: null },
+    ]);
     applied.meta.watermark = { key: 'k/2024-02.csv', time: '2024-02-01T00:00:00Z' };
     await sink.write(applied);
     const late = fileBatch(stream, 'k/2024-01.csv', [], { late: 'skipped', rowsRead: 0 }, { late: 1 });
@@ -309,7 +355,9 @@ describe('fail loud', () => {
     const error = await sink.checkpoint(table).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TributaryError);
     expect(error).toMatchObject({ code: 'MISSING_CONSTRAINT' });
-    expect((error as Error).message).toContain(`target table "public"."${table}" has no PRIMARY KEY or UNIQUE`);
+    expect((error as Error).message).toContain(
+      `target table "public"."${table}" has no PRIMARY KEY or UNIQUE`,
+    );
     expect((error as Error).message).toContain('("id", "code")');
     await db.pool.query(`ALTER TABLE public."${table}" ADD UNIQUE (code, id)`);
     await expect(sink.checkpoint(table)).resolves.toBeNull();
@@ -327,7 +375,9 @@ describe('fail loud', () => {
     const error = (await sink.write(batch).catch((e: unknown) => e)) as TributaryError;
     expect(error).toBeInstanceOf(TributaryError);
     expect(error.code).toBe('CAST_FAILED');
-    expect(error.message).toContain('value "12,5" is not a valid numeric at exports/bad.csv:4 (row 3, column "amount")');
+    expect(error.message).toContain(
+      'value "12,5" is not a valid numeric at exports/bad.csv:4 (row 3, column "amount")',
+    );
     expect(error.location).toEqual({ file: 'exports/bad.csv', line: 4, column: 'amount', record: 3 });
     expect(await tableRows('public', target.table)).toEqual([]);
     await sink.abort(error);
@@ -356,7 +406,11 @@ describe('fail loud', () => {
       }),
     );
     expect(await loads(target.table)).toEqual([
-      expect.objectContaining({ source: 'exports/broken.csv', status: 'failed', error: expect.stringContaining('broken.csv:9') }),
+      expect.objectContaining({
+        source: 'exports/broken.csv',
+        status: 'failed',
+        error: expect.stringContaining('broken.csv:9'),
+      }),
     ]);
   });
 });
@@ -389,13 +443,11 @@ describe('identifiers', () => {
     });
     await sink.write(fileBatch(stream, 'w.csv', [row('a')]));
     await sink.write(fileBatch(stream, 'w2.csv', [row('b')]));
-    const rows = await db.pool.query(
-      `SELECT * FROM "${schema.replaceAll('"', '""')}"."${table}"`,
+    const rows = await db.pool.query(`SELECT * FROM "${schema.replaceAll('"', '""')}"."${table}"`);
+    expect(rows.rows).toEqual([expect.objectContaining({ 'Ticket "ID"': 1, 'Title With Spaces': 'b' })]);
+    const history = await db.pool.query(
+      `SELECT count(*)::int AS n FROM "${schema.replaceAll('"', '""')}"."${table}_history"`,
     );
-    expect(rows.rows).toEqual([
-      expect.objectContaining({ 'Ticket "ID"': 1, 'Title With Spaces': 'b' }),
-    ]);
-    const history = await db.pool.query(`SELECT count(*)::int AS n FROM "${schema.replaceAll('"', '""')}"."${table}_history"`);
     expect(history.rows[0].n).toBe(1);
     await db.pool.query('SELECT * FROM public.victim'); // still there
     expect(await sink.checkpoint(stream)).toMatchObject({ key: 'w2.csv' });

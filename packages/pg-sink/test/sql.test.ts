@@ -24,7 +24,9 @@ describe('redactUrl', () => {
     );
   });
   it('handles key/value connection strings and messages', () => {
-    expect(redactUrl("host=db user=app password='p w' dbname=x")).toBe('host=db user=app password=*** dbname=x');
+    expect(redactUrl("host=db user=app password='p w' dbname=x")).toBe(
+      'host=db user=app password=*** dbname=x',
+    );
     expect(redactSecrets('cannot reach postgresql://app:hunter2@db:5432/x')).toBe(
       'cannot reach postgresql://app:***@db:5432/x',
     );
@@ -53,14 +55,21 @@ describe('options', () => {
     expect(() =>
       resolveOptions({
         ...base,
-        targets: { s: { schema: 'a', table: 't', key: ['id'], columns: [{ name: 'id', type: 'int; DROP TABLE x' }] } },
+        targets: {
+          s: { schema: 'a', table: 't', key: ['id'], columns: [{ name: 'id', type: 'int; DROP TABLE x' }] },
+        },
       }),
     ).toThrow(/columns\[0\]\.type is not a type name/);
     expect(() =>
-      resolveOptions({ ...base, targets: { s: { schema: 'a', table: 't', key: ['id'], timeZone: 'Mars/Olympus' } } }),
+      resolveOptions({
+        ...base,
+        targets: { s: { schema: 'a', table: 't', key: ['id'], timeZone: 'Mars/Olympus' } },
+      }),
     ).toThrow(/timeZone is not an IANA time zone/);
     expect(() => resolveOptions({ ...base, targets: {}, retries: -1 })).toThrow(/retries must be an integer/);
-    expect(() => resolveOptions({ ...base, targets: {}, lock: { wait: { timeoutMs: 0 } } })).toThrow(/lock\.wait/);
+    expect(() => resolveOptions({ ...base, targets: {}, lock: { wait: { timeoutMs: 0 } } })).toThrow(
+      /lock\.wait/,
+    );
   });
   it('accepts the usual type names and applies defaults', () => {
     const resolved = resolveOptions({
