@@ -164,7 +164,10 @@ export async function migrate(pool: pg.Pool | pg.ClientBase, options: MigrateOpt
     await db.query('BEGIN');
     try {
       await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [MIGRATION_LOCK_KEY]);
-      await db.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      // CREATE SCHEMA IF NOT EXISTS would still need CREATE on the database: a schema made by a
+      // DBA for the owner role (docs/roles.sql) must be enough.
+      const schemaExists = await db.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+      if (!schemaExists.rowCount) await db.query(`CREATE SCHEMA ${s}`);
       await db.query(`CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
         version integer PRIMARY KEY,
         name text NOT NULL,

@@ -505,8 +505,8 @@ class PgSinkImpl implements PgSink {
       backend_start: Date | null;
     }>(
       `WITH k AS (SELECT hashtextextended($1, 0) AS k)
-       SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start
-         FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       SELECT l.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start
+         FROM k, pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND l.classid = ((k.k >> 32) & 4294967295)::oid AND l.objid = (k.k & 4294967295)::oid
