@@ -13,7 +13,6 @@ export type {
 export { type PgSink, pgSink, type RunInfo, type RunOutcome } from './sink.js';
 export { qualifiedName, quoteIdent, redactSecrets, redactUrl } from './sql.js';
 export {
-  type CheckpointState,
   type PgCheckpointStore,
   type PgCheckpointStoreOptions,
   pgCheckpointStore,

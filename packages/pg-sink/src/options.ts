@@ -39,9 +39,18 @@ export interface TargetTable {
   timeZone?: string;
 }
 
-export type TargetResolver = Record<string, TargetTable> | ((stream: string) => TargetTable);
+/**
+ * Target per stream id. `null` makes a checkpoint-only stream: its batches must be empty and only
+ * move the checkpoint and the load log (e.g. when the rows went to Kafka).
+ */
+export type TargetResolver = Record<string, TargetTable | null> | ((stream: string) => TargetTable | null);
 
 export interface LockOptions {
+  /**
+   * Default true: one writer per stream through a session advisory lock. Turn off only when
+   * something else guarantees a single writer (Kafka group membership per partition).
+   */
+  enabled?: boolean;
   /** `false` (default): fail fast with STREAM_LOCKED; or wait up to `timeoutMs`. */
   wait?: false | { timeoutMs: number };
 }
@@ -87,6 +96,7 @@ export interface ResolvedOptions {
   schema: string;
   migrate: boolean;
   targets: TargetResolver;
+  lockEnabled: boolean;
   lockWaitMs: number | undefined;
   retries: number;
   replayBufferRows: number;
@@ -170,8 +180,9 @@ export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
   if (typeof targets === 'function') {
     // validated per stream on first use
   } else if (typeof targets === 'object' && targets !== null) {
-    for (const [stream, target] of Object.entries(targets))
-      validateTarget(`targets[${JSON.stringify(stream)}]`, target);
+    for (const [stream, target] of Object.entries(targets)) {
+      if (target !== null) validateTarget(`targets[${JSON.stringify(stream)}]`, target);
+    }
   } else {
     throw invalid('targets', 'must be an object keyed by stream id or a function');
   }
@@ -203,6 +214,7 @@ export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
     schema,
     migrate: options.migrate ?? true,
     targets,
+    lockEnabled: options.lock?.enabled ?? true,
     lockWaitMs,
     retries,
     replayBufferRows,
@@ -210,11 +222,13 @@ export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
   };
 }
 
-export function targetFor(targets: TargetResolver, stream: string): TargetTable {
+export function targetFor(targets: TargetResolver, stream: string): TargetTable | null {
   if (typeof targets === 'function') {
-    return validateTarget(`targets(${JSON.stringify(stream)})`, targets(stream));
+    const target = targets(stream);
+    return target === null ? null : validateTarget(`targets(${JSON.stringify(stream)})`, target);
   }
   const target = Object.hasOwn(targets, stream) ? targets[stream] : undefined;
+  if (target === null) return null;
   if (!target) {
     throw new TributaryError(
       'INVALID_OPTIONS',

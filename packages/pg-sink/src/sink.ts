@@ -95,7 +95,8 @@ interface OpenUnit {
 interface StreamSession {
   stream: string;
   lockKey: string;
-  target: TargetTable;
+  /** null: checkpoint-only stream (no rows). */
+  target: TargetTable | null;
   client: pg.PoolClient | undefined;
   onClientError: (() => void) | undefined;
   broken: boolean;
@@ -376,7 +377,9 @@ class PgSinkImpl implements PgSink {
     }
     try {
       if (session.inTx) await client.query('ROLLBACK');
-      await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [session.lockKey]);
+      if (this.#options.lockEnabled) {
+        await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [session.lockKey]);
+      }
       this.#dropClient(session, false);
     } catch (error) {
       this.#dropClient(session, error instanceof Error ? error : true);
@@ -436,7 +439,9 @@ class PgSinkImpl implements PgSink {
     await this.#connect(session);
     try {
       if (this.#options.migrate) await this.migrate();
-      session.shape = await prepareTarget(session.client!, session.target, this.#options.migrate);
+      if (session.target) {
+        session.shape = await prepareTarget(session.client!, session.target, this.#options.migrate);
+      }
     } catch (error) {
       await this.#releaseClient(session);
       throw error;
@@ -474,6 +479,7 @@ class PgSinkImpl implements PgSink {
   }
 
   async #lockStream(client: pg.PoolClient, session: StreamSession): Promise<void> {
+    if (!this.#options.lockEnabled) return;
     const waitMs = this.#options.lockWaitMs;
     if (waitMs === undefined) {
       const result = await client.query<{ locked: boolean }>(
@@ -538,13 +544,20 @@ class PgSinkImpl implements PgSink {
     await client.query(`BEGIN${extraSql ? `; ${extraSql}` : ''}`);
     session.inTx = true;
     // Offset-less timestamps in the file are read in the export's zone (invariant 1's zone).
-    if (session.target.timeZone) {
+    if (session.target?.timeZone) {
       await client.query(`SELECT set_config('TimeZone', $1, true)`, [session.target.timeZone]);
     }
     return client;
   }
 
   async #shape(session: StreamSession): Promise<TargetShape> {
+    if (!session.target) {
+      throw new TributaryError(
+        'INVALID_OPTIONS',
+        `stream "${session.stream}" has no target table (checkpoint-only): its batches must be empty`,
+        { stream: session.stream },
+      );
+    }
     if (!session.shape) {
       if (!session.client) await this.#connect(session);
       session.shape = await prepareTarget(session.client!, session.target, true);
@@ -643,7 +656,8 @@ class PgSinkImpl implements PgSink {
       record: at?.record ?? found.ord + 1,
     };
     const type = session.shape?.columns.get(column)?.type ?? 'text';
-    const isKey = session.target.key.includes(column) && (found.col_value === null || found.col_value === '');
+    const isKey =
+      (session.target?.key.includes(column) ?? false) && (found.col_value === null || found.col_value === '');
     const shown = found.col_value === null ? 'NULL' : JSON.stringify(found.col_value.slice(0, 80));
     const where = `${location.file}${location.line === undefined ? '' : `:${location.line}`} (row ${location.record}, column ${quoteIdent(column)})`;
     return new TributaryError(

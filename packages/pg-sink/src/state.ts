@@ -1,4 +1,12 @@
-import type { CheckpointStore, ExportKind, LoadLog, LoadRecord, LoadStatus, Position } from '@tributary/core';
+import {
+  type CheckpointStore,
+  type ExportKind,
+  type LoadLog,
+  type LoadRecord,
+  type LoadStatus,
+  type Position,
+  TributaryError,
+} from '@tributary/core';
 import type pg from 'pg';
 import { migrate } from './migrations.js';
 import { quoteIdent } from './sql.js';
@@ -171,24 +179,25 @@ export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () =>
   };
 }
 
-export interface CheckpointState {
-  stream: string;
-  position: Position;
+/** One stream's stored state, read without side effects. */
+export interface StreamState {
+  /** The stored position (what the sink's `checkpoint(stream)` returns), null when none. */
+  checkpoint: Position | null;
+  /** Source ref of the unit that set the position. */
   source: string | null;
   watermarkKey: string | null;
   watermarkTime: Date | null;
-  updatedAt: Date;
-}
-
-export interface StreamState {
-  checkpoint: CheckpointState | null;
-  /** Latest record per source ref. */
-  loads: LoadRecord[];
+  updatedAt: Date | null;
+  /** Latest load record per source ref, as read now. */
+  records: LoadRecord[];
+  /** A read-only load log over the same table, for planning (`markArchived` rejects). */
+  loads: LoadLog;
 }
 
 /**
  * Read-only view of one stream's checkpoint and load history, for dry runs and status
- * commands: never migrates, never locks; `null` when the control schema does not exist.
+ * commands: never migrates, never locks, never writes; `null` when the control schema does not
+ * exist (nothing was ever applied).
  */
 export async function readState(
   db: pg.Pool | pg.ClientBase,
@@ -197,29 +206,31 @@ export async function readState(
 ): Promise<StreamState | null> {
   if (!(await controlTableExists(db, schema, 'checkpoints'))) return null;
   const result = await db.query<{
-    stream: string;
     position: Position;
     source: string | null;
     watermark_key: string | null;
     watermark_time: Date | null;
     updated_at: Date;
   }>(
-    `SELECT stream, position, source, watermark_key, watermark_time, updated_at
+    `SELECT position, source, watermark_key, watermark_time, updated_at
        FROM ${quoteIdent(schema)}.checkpoints WHERE stream = $1`,
     [stream],
   );
   const row = result.rows[0];
+  const hasLoads = await controlTableExists(db, schema, 'loads');
+  const loads: LoadLog = {
+    list: async (s) => (hasLoads ? listLoads(db, schema, s) : []),
+    markArchived: async () => {
+      throw new TributaryError('INVALID_OPTIONS', 'readState(): the load log is read-only here (dry run)');
+    },
+  };
   return {
-    checkpoint: row
-      ? {
-          stream: row.stream,
-          position: row.position,
-          source: row.source,
-          watermarkKey: row.watermark_key,
-          watermarkTime: row.watermark_time,
-          updatedAt: row.updated_at,
-        }
-      : null,
-    loads: (await controlTableExists(db, schema, 'loads')) ? await listLoads(db, schema, stream) : [],
+    checkpoint: row?.position ?? null,
+    source: row?.source ?? null,
+    watermarkKey: row?.watermark_key ?? null,
+    watermarkTime: row?.watermark_time ?? null,
+    updatedAt: row?.updated_at ?? null,
+    records: hasLoads ? await listLoads(db, schema, stream) : [],
+    loads,
   };
 }

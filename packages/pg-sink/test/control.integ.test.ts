@@ -127,7 +127,9 @@ describe('pipeline + observability views', () => {
       pipeline(arraySource([fileBatch(stream, 'k/8.csv', [{ id: '1', n: '1' }])], failure), sink),
     ).rejects.toThrow(/header changed/);
     const state = await readState(db.pool, schema, stream);
-    const failed = state?.loads.find((l) => l.source === 'k/9.csv');
+    const failed = state?.records.find((l) => l.source === 'k/9.csv');
+    expect(await state?.loads.list(stream)).toEqual(state?.records);
+    await expect(state?.loads.markArchived(stream, 'k/9.csv')).rejects.toThrow(/read-only/);
     expect(failed).toMatchObject({
       status: 'failed',
       error: expect.stringContaining('SCHEMA_DRIFT: header changed'),
@@ -170,5 +172,27 @@ describe('pgCheckpointStore', () => {
       [schema, t.table],
     );
     expect(created.rows[0]).toEqual({ schemas: 0, tables: 0 });
+  });
+});
+
+describe('checkpoint-only streams', () => {
+  it('a null target records checkpoint and load log from empty batches, and rejects rows', async () => {
+    const schema = randomName('ctl');
+    const sink = pgSink({ pool: db.pool, schema, targets: () => null, lock: { enabled: false } });
+    sinks.push(sink);
+    const stream = 'tickets/inc';
+    expect(await sink.checkpoint(stream)).toBeNull();
+    const published = fileBatch(stream, 'k/1.csv', [], { rowsRead: 5 }, { key: 'k/1.csv', row: 5 });
+    expect(await sink.write(published)).toEqual({ committed: true });
+    expect(await sink.checkpoint(stream)).toEqual({ key: 'k/1.csv', row: 5 });
+    expect(await sink.loadLog.list(stream)).toEqual([
+      expect.objectContaining({ source: 'k/1.csv', status: 'loaded' }),
+    ]);
+    const locks = await db.pool.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+    expect(locks.rows[0].n).toBe(0); // lock.enabled: false
+    await expect(sink.write(fileBatch(stream, 'k/2.csv', [{ id: '1' }]))).rejects.toThrow(
+      /has no target table/,
+    );
   });
 });
