@@ -6,6 +6,7 @@ import type {
   CheckpointStore,
   EmitEvent,
   PipelineEvent,
+  ReadContext,
   Row,
   Sink,
   Source,
@@ -64,6 +65,7 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
   if (!isSink(sink)) {
     throw new TributaryError('INVALID_OPTIONS', 'pipeline(): the last stage must be a sink with write()');
   }
+  const loadLog = sink.loadLog;
   const transforms = rest.slice(0, -1);
   for (const [index, t] of transforms.entries()) {
     if (typeof t !== 'function') {
@@ -126,7 +128,7 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
       signal: controller.signal,
       emit,
       ...(options.stopSignal ? { stop: options.stopSignal } : {}),
-      ...(sink.loadLog ? { loads: sink.loadLog } : {}),
+      ...(loadLog ? { loads: loadLog } : {}),
     };
     const iterator = source.read(context)[Symbol.asyncIterator]();
     let atBoundary = true;
