@@ -10,6 +10,7 @@ export {
   type TributaryErrorOptions,
   toTributaryError,
 } from './errors.js';
+export { FAULT_POINTS, type FaultPoint, faultPoint } from './faults.js';
 export { type PipelineOptions, type PipelineResult, pipeline } from './pipeline.js';
 export {
   type CastType,

@@ -164,6 +164,7 @@ describe('pipeline() read context', () => {
       name: 'spy',
       async *read(ctx) {
         seen = ctx;
+        yield* [];
       },
     };
     const sink = { ...memorySink(), name: 'with-log', loadLog };

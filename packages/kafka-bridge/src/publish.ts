@@ -1,4 +1,11 @@
-import { type Batch, type Row, type Sink, TributaryError, type WriteResult } from '@tributary/core';
+import {
+  type Batch,
+  faultPoint,
+  type Row,
+  type Sink,
+  TributaryError,
+  type WriteResult,
+} from '@tributary/core';
 import type { Admin, CompressionTypes, IHeaders, Kafka, Producer } from 'kafkajs';
 import { createEncoder, type Encoder, type EncodingOptions, schemaFromColumns } from './encoding.js';
 import { HEADER } from './options.js';
@@ -42,7 +49,9 @@ export function messageKey(row: Row, key: readonly string[]): string {
  * (at-least-once); messages are full row images with provenance, so a subscriber's upsert
  * absorbs the repeats.
  */
-export function kafkaPublishSink(options: PublishOptions): Sink<Row> & { readonly published: number; close(): Promise<void> } {
+export function kafkaPublishSink(
+  options: PublishOptions,
+): Sink<Row> & { readonly published: number; close(): Promise<void> } {
   if (!options.key.length)
     throw new TributaryError('INVALID_OPTIONS', 'kafkaPublishSink(): key must name at least one column');
   const topicFor = typeof options.topic === 'function' ? options.topic : () => options.topic as string;
@@ -146,6 +155,7 @@ export function kafkaPublishSink(options: PublishOptions): Sink<Row> & { readonl
           published += messages.length;
         }
       }
+      faultPoint('kafka:publisher-after-send'); // acknowledged, checkpoint not yet moved (issue 7)
       // Every message of this batch is acknowledged; the checkpoint store commits the position
       // (and load row) when the unit ends, never before (issue 6: "moves only after every
       // message of the file is acknowledged").

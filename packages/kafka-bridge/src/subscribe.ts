@@ -1,6 +1,7 @@
 import {
   type Batch,
   type EmitEvent,
+  faultPoint,
   type ReadContext,
   type Row,
   type Source,
@@ -314,6 +315,7 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
       const item = pendingCommits.get(batch);
       const topic = String(batch.meta['topic'] ?? batch.position['topic']);
       const partition = Number(batch.meta['partition'] ?? batch.position['partition']);
+      faultPoint('kafka:subscriber-after-commit'); // Postgres committed, Kafka offset not yet (issue 7)
       // Kafka's committed offset follows the Postgres commit, for lag tooling only.
       if (consumer && batch.position['offset'] !== undefined) {
         await consumer

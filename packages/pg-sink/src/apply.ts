@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { TributaryError } from '@tributary/core';
+import { faultPoint, TributaryError } from '@tributary/core';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { copyTextValue, quoteIdent } from './sql.js';
@@ -230,6 +230,7 @@ export async function copyRows(
       if (chunk.length >= 65_536) {
         yield chunk;
         chunk = '';
+        faultPoint('pg-sink:mid-copy'); // a crash with part of the COPY sent (issue 7)
       }
     }
     if (chunk) yield chunk;

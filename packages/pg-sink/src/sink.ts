@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import {
   type Batch,
   type ExportKind,
+  faultPoint,
   formatLocation,
   type InputLocation,
   isTransient,
@@ -597,6 +598,7 @@ class PgSinkImpl implements PgSink {
       if (isTransient(error)) throw error;
       throw await this.#explainApplyError(session, plan, batch, error);
     }
+    faultPoint('pg-sink:after-upsert'); // rows applied, checkpoint not yet written (issue 7)
     stats.inserted += counts.inserted;
     stats.updated += counts.updated;
     stats.deleted += counts.deleted;
@@ -709,6 +711,7 @@ class PgSinkImpl implements PgSink {
     if (hook) await hook({ stream: batch.stream, source: unit.source });
     unit.commitSent = true;
     await client.query('COMMIT');
+    faultPoint('pg-sink:after-commit'); // committed, not yet archived (invariant 3, issue 7)
     session.inTx = false;
   }
 

@@ -66,6 +66,10 @@ async function createTargetTable(db: pg.ClientBase, target: TargetTable): Promis
     defs.push(`"valid_from" timestamptz NOT NULL DEFAULT now()`);
   }
   defs.push(`PRIMARY KEY (${target.key.map(quoteIdent).join(', ')})`);
+  // The target schema too (`tickets` for the example); checked first so a role without CREATE
+  // on the database can still create tables in a schema that exists.
+  const schemaExists = await db.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [target.schema]);
+  if (!schemaExists.rowCount) await db.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(target.schema)}`);
   await db.query(`CREATE TABLE IF NOT EXISTS ${name} (\n  ${defs.join(',\n  ')}\n)`);
   if (target.mode === 'history') {
     const history = qualifiedName(target.schema, historyTableOf(target));

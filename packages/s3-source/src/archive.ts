@@ -1,5 +1,5 @@
 import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { TributaryError } from '@tributary/core';
+import { faultPoint, TributaryError } from '@tributary/core';
 import { normalizeEtag } from './list.js';
 
 export interface ArchiveFileInput {
@@ -60,6 +60,7 @@ export async function archiveFile(
     client.send(new HeadObjectCommand({ Bucket: input.bucket, Key: input.target }), { abortSignal }),
   );
   const copy = { etag: normalizeEtag(head.ETag), size: head.ContentLength ?? -1 };
+  faultPoint('s3-source:after-archive-copy'); // copied, original not yet deleted (issue 7)
   if (!sameObject(input, copy)) {
     throw new TributaryError(
       'SOURCE_FAILED',

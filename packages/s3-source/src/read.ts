@@ -5,7 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createGunzip } from 'node:zlib';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { InputLocation, Row } from '@tributary/core';
-import { isAbortError, isTransient, TributaryError } from '@tributary/core';
+import { faultPoint, isAbortError, isTransient, TributaryError } from '@tributary/core';
 import { type CsvError, parse } from 'csv-parse';
 import type { DataFormat } from './keys.js';
 import { normalizeEtag } from './list.js';
@@ -326,6 +326,7 @@ export async function* readFileBatches(options: ReadFileOptions): AsyncGenerator
     try {
       for await (const chunk of readOnce(options, delivered, state)) {
         delivered = chunk.row;
+        if (delivered > 0) faultPoint('s3-source:mid-download'); // part of the file read (issue 7)
         const bytes = Math.max(0, chunk.totalBytes - reportedBytes);
         reportedBytes = Math.max(reportedBytes, chunk.totalBytes);
         yield { ...chunk, bytes, totalBytes: reportedBytes };

@@ -10,7 +10,7 @@ import type {
   Row,
   Source,
 } from '@tributary/core';
-import { isAbortError, TributaryError, toTributaryError } from '@tributary/core';
+import { faultPoint, isAbortError, TributaryError, toTributaryError } from '@tributary/core';
 import { archivedCopyMatches, archiveFile } from './archive.js';
 import { archiveKey, formatOfKey } from './keys.js';
 import { listKeys } from './list.js';
@@ -122,6 +122,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
         send: sender(signal, stream.id),
       });
       ignored += listed.ignored;
+      faultPoint('s3-source:after-listing');
       for (const object of listed.objects) objects.push({ ...object, role: area.role });
     }
     return { objects, ignored };
@@ -425,6 +426,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
         const wait = config.watch.intervalMs * (1 + config.watch.jitter * Math.random());
         const wake = ctx.stop ? AbortSignal.any([signal, ctx.stop]) : signal;
         try {
+          faultPoint('s3-source:watch-sleep');
           await sleep(wait, undefined, { signal: wake });
         } catch {
           return;

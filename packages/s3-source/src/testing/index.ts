@@ -41,7 +41,12 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
   const directory = await mkdtemp(join(tmpdir(), 'tributary-s3-'));
   const s3rverPath = createRequire(import.meta.url).resolve('s3rver');
   const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', CHILD], {
-    env: { PATH: process.env.PATH, S3RVER_PATH: s3rverPath, S3RVER_PORT: String(options.port ?? 0), S3RVER_DIR: directory },
+    env: {
+      PATH: process.env.PATH,
+      S3RVER_PATH: s3rverPath,
+      S3RVER_PORT: String(options.port ?? 0),
+      S3RVER_DIR: directory,
+    },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
