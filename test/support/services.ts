@@ -9,6 +9,14 @@ import {
 import pg from 'pg';
 import { afterAll, inject } from 'vitest';
 
+// Cleanups run after the test file, in reverse order; the hook is registered when this module
+// is imported (collection time), so factories may be called from tests and hooks alike.
+const cleanups: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  cleanups.length = 0;
+});
+
 /** A short random suffix for names of databases, buckets, schemas and topics. */
 export function randomName(prefix: string): string {
   return `${prefix}_${randomBytes(5).toString('hex')}`;
@@ -28,8 +36,7 @@ export interface TestDatabase {
 }
 
 /**
- * A fresh database for the calling test file, dropped after it (with its connections).
- * Call at module or describe level.
+ * A fresh database, dropped after the calling test file (with its connections).
  */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = randomName('t');
@@ -43,7 +50,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const url = databaseUrl(name);
   const pool = new pg.Pool({ connectionString: url, max: 8 });
   pool.on('error', () => {}); // terminated idle clients in fault tests must not crash the worker
-  afterAll(async () => {
+  cleanups.push(async () => {
     await pool.end().catch(() => undefined);
     const cleanup = new pg.Client({ connectionString: inject('pgAdminUrl') });
     await cleanup.connect();
@@ -74,12 +81,12 @@ export interface TestBucket {
   client: S3Client;
 }
 
-/** A fresh bucket, emptied and deleted after the calling file. */
+/** A fresh bucket, emptied and deleted after the calling test file. */
 export async function createTestBucket(): Promise<TestBucket> {
   const client = testS3Client();
   const bucket = randomName('b').replace('_', '-');
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  afterAll(async () => {
+  cleanups.push(async () => {
     let token: string | undefined;
     do {
       const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));

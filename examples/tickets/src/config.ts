@@ -1,0 +1,87 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { DATASETS, type Dataset } from './tickets.js';
+
+/** Usage errors exit with code 2 and a message naming the flag or variable. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export interface Environment {
+  databaseUrl: string | undefined;
+  s3Endpoint: string | undefined;
+  bucket: string;
+  prefix: string;
+  forcePathStyle: boolean;
+  region: string;
+}
+
+/** Reads the documented environment (examples/tickets/README.md § Environment). */
+export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
+  const s3Endpoint = env.S3_ENDPOINT || undefined;
+  const forcePathStyleText = env.S3_FORCE_PATH_STYLE;
+  let forcePathStyle = s3Endpoint !== undefined;
+  if (forcePathStyleText !== undefined && forcePathStyleText !== '') {
+    if (!/^(true|false|1|0)$/i.test(forcePathStyleText)) {
+      throw new UsageError(
+        `S3_FORCE_PATH_STYLE must be true or false, got ${JSON.stringify(forcePathStyleText)}`,
+      );
+    }
+    forcePathStyle = /^(true|1)$/i.test(forcePathStyleText);
+  }
+  return {
+    databaseUrl: env.DATABASE_URL || undefined,
+    s3Endpoint,
+    bucket: env.S3_BUCKET || 'tickets',
+    prefix: (env.S3_PREFIX || 'automations').replace(/\/+$/, ''),
+    forcePathStyle,
+    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+  };
+}
+
+/** The user's S3 client: credentials from the AWS default chain (env, profile, role); never logged. */
+export function createS3Client(env: Environment): S3Client {
+  return new S3Client({
+    region: env.region,
+    ...(env.s3Endpoint ? { endpoint: env.s3Endpoint } : {}),
+    forcePathStyle: env.forcePathStyle,
+    // Checksums only where the API requires them: S3-compatible servers (MinIO, s3rver) differ.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 5,
+  });
+}
+
+export function requireDatabaseUrl(env: Environment): string {
+  if (!env.databaseUrl) throw new UsageError('DATABASE_URL is not set (e.g. postgres://user@host:5432/db)');
+  return env.databaseUrl;
+}
+
+export function parseDatasets(text: string): Dataset[] {
+  const names = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (names.length === 0) throw new UsageError('--dataset needs at least one of: inc, crq');
+  for (const name of names) {
+    if (!(DATASETS as readonly string[]).includes(name)) {
+      throw new UsageError(
+        `--dataset: unknown dataset ${JSON.stringify(name)} (expected inc, crq or inc,crq)`,
+      );
+    }
+  }
+  return [...new Set(names)] as Dataset[];
+}
+
+export function parsePositiveNumber(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new UsageError(`${flag} must be a positive number, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+export function parseChoice<T extends string>(flag: string, text: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(text)) {
+    throw new UsageError(`${flag} must be one of ${choices.join(', ')}, got ${JSON.stringify(text)}`);
+  }
+  return text as T;
+}

@@ -1,0 +1,94 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { PipelineEvent } from '@tributary/core';
+import type pg from 'pg';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Environment } from './config.js';
+import { readStatus } from './status.js';
+import type { Dataset } from './tickets.js';
+
+export interface MetricsServer {
+  port: number;
+  onEvent(event: PipelineEvent): void;
+  onFailure(stream: string): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Prometheus metrics for watch mode (prom-client): files and rows applied, failures, seconds
+ * since the newest applied file, pending files; `/healthz` answers 200 while the process runs.
+ * Freshness and pending counts are read at scrape time from the control schema and a listing.
+ */
+export async function startMetricsServer(
+  port: number,
+  deps: { env: Environment; client: S3Client; pool: pg.Pool; datasets: Dataset[] },
+): Promise<MetricsServer> {
+  const registry = new Registry();
+  const files = new Counter({
+    name: 'tributary_files_applied_total',
+    help: 'Files committed',
+    labelNames: ['stream'],
+    registers: [registry],
+  });
+  const rows = new Counter({
+    name: 'tributary_rows_applied_total',
+    help: 'Rows committed',
+    labelNames: ['stream'],
+    registers: [registry],
+  });
+  const failures = new Counter({
+    name: 'tributary_failures_total',
+    help: 'Dataset runs that failed',
+    labelNames: ['stream'],
+    registers: [registry],
+  });
+  const freshness = new Gauge({
+    name: 'tributary_seconds_since_newest_applied_file',
+    help: 'Seconds since the time encoded in the newest applied file key',
+    labelNames: ['stream'],
+    registers: [registry],
+  });
+  const pending = new Gauge({
+    name: 'tributary_pending_files',
+    help: 'Files listed but not yet applied',
+    labelNames: ['stream'],
+    registers: [registry],
+  });
+  const refresh = async () => {
+    const status = await readStatus(deps.env, deps.client, deps.pool, deps.datasets);
+    for (const s of status) {
+      if (s.lagSeconds !== null) freshness.set({ stream: s.stream }, s.lagSeconds);
+      pending.set({ stream: s.stream }, s.pendingFiles);
+    }
+  };
+  const server: Server = createServer((req, res) => {
+    if (req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    if (req.url === '/metrics') {
+      refresh()
+        .catch(() => undefined)
+        .then(() => registry.metrics())
+        .then((body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body))
+        .catch(() => res.writeHead(500).end());
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(port, '0.0.0.0', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    onEvent(event) {
+      if (event.type === 'committed') {
+        files.inc({ stream: event.stream });
+        rows.inc({ stream: event.stream }, event.rows);
+      }
+    },
+    onFailure(stream) {
+      failures.inc({ stream });
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

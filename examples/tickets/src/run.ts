@@ -1,0 +1,269 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import {
+  type Batch,
+  type PipelineEvent,
+  pipeline,
+  type Row,
+  type Transform,
+  TributaryError,
+} from '@tributary/core';
+import { type PgSink, pgSink, readState } from '@tributary/pg-sink';
+import { type S3Source, type StreamDefinition, s3Source } from '@tributary/s3-source';
+import type pg from 'pg';
+import type { Environment } from './config.js';
+import {
+  type Dataset,
+  DEFAULT_DROP_FIELDS,
+  KEY_PATTERN,
+  TICKET_COLUMNS,
+  TIME_ZONE,
+  tableColumns,
+  ticketTransforms,
+} from './tickets.js';
+
+export type LatePolicy = 'error' | 'apply' | 'skip';
+export type FileStatus = 'planned' | 'loaded' | 'late' | 'skipped' | 'failed';
+
+export interface FileReport {
+  key: string;
+  kind: 'baseline' | 'delta';
+  status: FileStatus;
+  rowsRead: number;
+  rowsFiltered: number;
+  rowsUpserted: number;
+  size?: number;
+}
+
+export interface StreamReport {
+  stream: string;
+  watermark: string | null;
+  files: FileReport[];
+  error: string | null;
+  /** Error code when the stream failed (STREAM_LOCKED maps to exit code 3). */
+  errorCode?: string;
+  errorDetail?: unknown;
+}
+
+export interface RunOptions {
+  datasets: Dataset[];
+  apply: boolean;
+  lateFiles: LatePolicy;
+  /** Replay archived files at or after this key (`replay --from`). */
+  replayFrom?: string;
+  watch?: { intervalMs: number; stop: AbortSignal };
+  onEvent?: (event: PipelineEvent) => void;
+  /** Called after each dataset's pipeline run (watch mode reports every round). */
+  onReport?: (report: StreamReport) => void;
+}
+
+export const CONTROL_SCHEMA = 'tributary';
+export const TARGET_SCHEMA = 'tickets';
+
+export function streamId(dataset: Dataset): string {
+  return `tickets/${dataset}`;
+}
+
+/** The S3 stream of one dataset: `<prefix>/<dataset>/changes/`, Nairobi-time keys, 32 columns. */
+export function ticketStream(
+  env: Environment,
+  dataset: Dataset,
+  options: Pick<RunOptions, 'lateFiles' | 'replayFrom'>,
+): StreamDefinition {
+  return {
+    id: streamId(dataset),
+    bucket: env.bucket,
+    prefix: `${env.prefix}/${dataset}/changes/`,
+    processedPrefix: `${env.prefix}/${dataset}/processed/`,
+    latePrefix: `${env.prefix}/${dataset}/late/`,
+    keyPattern: KEY_PATTERN,
+    timeZone: TIME_ZONE,
+    format: 'csv',
+    columns: [...TICKET_COLUMNS],
+    columnCheck: 'exact',
+    emptyAsNull: true,
+    lateFiles: options.lateFiles,
+    granularity: 'file',
+    ...(options.replayFrom ? { replayFrom: options.replayFrom } : {}),
+  };
+}
+
+export function ticketSink(pool: pg.Pool, datasets: Dataset[]): PgSink {
+  return pgSink({
+    pool,
+    schema: CONTROL_SCHEMA,
+    targets: Object.fromEntries(
+      datasets.map((dataset) => [
+        streamId(dataset),
+        {
+          schema: TARGET_SCHEMA,
+          table: dataset,
+          key: ['ticket_id'],
+          columns: tableColumns(DEFAULT_DROP_FIELDS),
+          createTable: true,
+          mode: 'upsert' as const,
+          timeZone: TIME_ZONE,
+        },
+      ]),
+    ),
+  });
+}
+
+/** Counts per file, from what passed through the transforms (read, filtered, sent to the upsert). */
+function fileTracker(files: Map<string, FileReport>): Transform {
+  return (batch: Batch<Row>) => {
+    const key = String(batch.meta.source ?? '');
+    let report = files.get(key);
+    if (!report) {
+      report = {
+        key,
+        kind: batch.meta.kind ?? 'delta',
+        status: 'planned',
+        rowsRead: 0,
+        rowsFiltered: 0,
+        rowsUpserted: 0,
+      };
+      if (typeof batch.meta['size'] === 'number') report.size = batch.meta['size'];
+      files.set(key, report);
+    }
+    report.rowsRead += batch.meta.rowsRead;
+    report.rowsFiltered += Object.values(batch.meta.filtered).reduce((a, b) => a + b, 0);
+    report.rowsUpserted += batch.rows.length;
+    if (batch.meta['late'] === 'skipped') report.status = 'skipped';
+    return batch;
+  };
+}
+
+/**
+ * Runs (or plans) each dataset on its own pipeline, so a failing dataset stops at its failing
+ * file while the others complete.
+ */
+export async function runDatasets(
+  env: Environment,
+  client: S3Client,
+  pool: pg.Pool,
+  options: RunOptions,
+): Promise<StreamReport[]> {
+  const reports: StreamReport[] = [];
+  for (const dataset of options.datasets) {
+    const report = options.apply
+      ? await applyDataset(env, client, pool, dataset, options)
+      : await planDataset(env, client, pool, dataset, options);
+    options.onReport?.(report);
+    reports.push(report);
+  }
+  return reports;
+}
+
+async function planDataset(
+  env: Environment,
+  client: S3Client,
+  pool: pg.Pool,
+  dataset: Dataset,
+  options: RunOptions,
+): Promise<StreamReport> {
+  const stream = streamId(dataset);
+  const report: StreamReport = { stream, watermark: null, files: [], error: null };
+  try {
+    // Read-only: no schema, table or object is created or moved by a dry run.
+    const state = await readState(pool, CONTROL_SCHEMA, stream);
+    const source = s3Source({ client, streams: [ticketStream(env, dataset, options)], archive: false });
+    const [plan] = await source.plan({
+      checkpoint: async () => state?.checkpoint ?? null,
+      ...(state ? { loads: state.loads } : {}),
+    });
+    if (!plan) return report;
+    report.watermark = plan.watermark?.key ?? state?.watermarkKey ?? null;
+    for (const file of plan.pending) {
+      report.files.push({
+        key: file.key,
+        kind: file.kind,
+        status: 'planned',
+        rowsRead: 0,
+        rowsFiltered: 0,
+        rowsUpserted: 0,
+        size: file.size,
+      });
+    }
+    for (const file of plan.late) {
+      if (report.files.some((f) => f.key === file.key)) continue;
+      report.files.push({
+        key: file.key,
+        kind: file.kind,
+        status: 'late',
+        rowsRead: 0,
+        rowsFiltered: 0,
+        rowsUpserted: 0,
+        size: file.size,
+      });
+    }
+    if (plan.error) report.error = plan.error;
+  } catch (error) {
+    fail(report, error);
+  }
+  return report;
+}
+
+async function applyDataset(
+  env: Environment,
+  client: S3Client,
+  pool: pg.Pool,
+  dataset: Dataset,
+  options: RunOptions,
+): Promise<StreamReport> {
+  const stream = streamId(dataset);
+  const report: StreamReport = { stream, watermark: null, files: [], error: null };
+  const files = new Map<string, FileReport>();
+  const source: S3Source = s3Source({
+    client,
+    streams: [ticketStream(env, dataset, options)],
+    archive: !options.replayFrom,
+    ...(options.watch ? { watch: { intervalMs: options.watch.intervalMs, jitter: 0.1 } } : {}),
+  });
+  const sink = ticketSink(pool, [dataset]);
+  const onEvent = (event: PipelineEvent) => {
+    if (event.type === 'committed' && event.source) {
+      const file = files.get(event.source);
+      if (file && file.status === 'planned') file.status = 'loaded';
+    }
+    options.onEvent?.(event);
+  };
+  try {
+    await pipeline(source, ...ticketTransforms(), fileTracker(files), sink, {
+      onEvent,
+      ...(options.watch ? { stopSignal: options.watch.stop } : {}),
+    });
+  } catch (error) {
+    fail(report, error);
+    const key = error instanceof TributaryError ? error.location?.file : undefined;
+    const failing = key ? files.get(key) : [...files.values()].find((f) => f.status === 'planned');
+    if (failing)
+      failing.status = error instanceof TributaryError && error.code === 'LATE_FILE' ? 'late' : 'failed';
+    else if (key) {
+      report.files.push({
+        key,
+        kind: 'delta',
+        status: error instanceof TributaryError && error.code === 'LATE_FILE' ? 'late' : 'failed',
+        rowsRead: 0,
+        rowsFiltered: 0,
+        rowsUpserted: 0,
+      });
+    }
+  } finally {
+    await sink.close().catch(() => undefined);
+  }
+  // Files that never committed in a failed run are not "loaded"; planned-but-unreached stay out.
+  for (const file of files.values()) {
+    if (file.status === 'planned') file.status = 'failed';
+    report.files.push(file);
+  }
+  report.files.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const state = await readState(pool, CONTROL_SCHEMA, stream).catch(() => undefined);
+  report.watermark = state?.watermarkKey ?? null;
+  return report;
+}
+
+function fail(report: StreamReport, error: unknown): void {
+  report.error = error instanceof Error ? error.message : String(error);
+  report.errorDetail = error;
+  if (error instanceof TributaryError) report.errorCode = error.code;
+}

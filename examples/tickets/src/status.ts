@@ -1,0 +1,101 @@
+import type { S3Client } from '@aws-sdk/client-s3';
+import { readState } from '@tributary/pg-sink';
+import { s3Source } from '@tributary/s3-source';
+import type pg from 'pg';
+import type { Environment } from './config.js';
+import { CONTROL_SCHEMA, streamId, ticketStream } from './run.js';
+import type { Dataset } from './tickets.js';
+
+export interface StreamStatus {
+  stream: string;
+  watermark: string | null;
+  lastLoadedAt: string | null;
+  /** Seconds since the time encoded in the watermark key (freshness of the data). */
+  lagSeconds: number | null;
+  filesLoaded: number;
+  rowsLoaded: number;
+  pendingFiles: number;
+  lateFiles: number;
+  lastError: string | null;
+}
+
+/** Per stream: control-schema facts plus a read-only listing. Changes nothing. */
+export async function readStatus(
+  env: Environment,
+  client: S3Client,
+  pool: pg.Pool,
+  datasets: Dataset[],
+): Promise<StreamStatus[]> {
+  const out: StreamStatus[] = [];
+  const exists = (
+    await pool.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [
+      `"${CONTROL_SCHEMA}".loads`,
+    ])
+  ).rows[0]?.ok;
+  for (const dataset of datasets) {
+    const stream = streamId(dataset);
+    const status: StreamStatus = {
+      stream,
+      watermark: null,
+      lastLoadedAt: null,
+      lagSeconds: null,
+      filesLoaded: 0,
+      rowsLoaded: 0,
+      pendingFiles: 0,
+      lateFiles: 0,
+      lastError: null,
+    };
+    if (exists) {
+      const { rows } = await pool.query<{
+        watermark_key: string | null;
+        watermark_time: Date | null;
+        last_loaded_at: Date | null;
+        files_loaded: string;
+        rows_loaded: string;
+        last_error: string | null;
+      }>(
+        `SELECT c.watermark_key, c.watermark_time,
+                (SELECT max(finished_at) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived')) AS last_loaded_at,
+                (SELECT count(DISTINCT source) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived')) AS files_loaded,
+                (SELECT coalesce(sum(rows_inserted + rows_updated), 0) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived')) AS rows_loaded,
+                (SELECT f.error FROM "${CONTROL_SCHEMA}".loads f
+                  WHERE f.stream = $1 AND f.status = 'failed'
+                    AND f.load_id > coalesce((SELECT max(load_id) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived')), 0)
+                  ORDER BY f.load_id DESC LIMIT 1) AS last_error
+           FROM (SELECT 1) one
+           LEFT JOIN "${CONTROL_SCHEMA}".checkpoints c ON c.stream = $1`,
+        [stream],
+      );
+      const row = rows[0];
+      if (row) {
+        status.watermark = row.watermark_key;
+        status.lastLoadedAt = row.last_loaded_at?.toISOString() ?? null;
+        status.lagSeconds = row.watermark_time
+          ? Math.round((Date.now() - row.watermark_time.getTime()) / 1000)
+          : null;
+        status.filesLoaded = Number(row.files_loaded);
+        status.rowsLoaded = Number(row.rows_loaded);
+        status.lastError = row.last_error;
+      }
+    }
+    try {
+      const state = await readState(pool, CONTROL_SCHEMA, stream);
+      const source = s3Source({
+        client,
+        streams: [ticketStream(env, dataset, { lateFiles: 'error' })],
+        archive: false,
+      });
+      const [plan] = await source.plan({
+        checkpoint: async () => state?.checkpoint ?? null,
+        ...(state ? { loads: state.loads } : {}),
+      });
+      status.pendingFiles = plan?.pending.length ?? 0;
+      status.lateFiles = plan?.late.length ?? 0;
+      if (plan?.error && !status.lastError) status.lastError = plan.error;
+    } catch (error) {
+      status.lastError ??= (error as Error).message;
+    }
+    out.push(status);
+  }
+  return out;
+}
