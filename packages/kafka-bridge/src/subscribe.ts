@@ -229,14 +229,13 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
         });
       };
 
-      const crashed = new Promise<void>((resolve) => {
-        c.on(c.events.CRASH, (event) => {
-          failure = event.payload.error;
-          resolve();
-          notify();
-        });
+      // kafkajs restarts the consumer itself after retriable crashes (rebalances, lost
+      // coordinators); only a crash it gives up on fails the pipeline.
+      c.on(c.events.CRASH, (event) => {
+        if (event.payload.restart) return;
+        failure ??= event.payload.error;
+        notify();
       });
-      void crashed;
       await c.connect();
       await c.subscribe({ topic: options.topic, fromBeginning: true });
       await c.run({
@@ -247,8 +246,13 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
           try {
             await eachBatch(payload);
           } catch (error) {
-            failure ??= error;
-            notify();
+            // A rebalance or a lost connection surfaces here too (heartbeat, fetch): kafkajs
+            // rejoins and refetches from offsets we never committed, and the stored-offset
+            // filter drops what was already applied. Only our own errors fail the run.
+            if (!isKafkaRetriable(error)) {
+              failure ??= error;
+              notify();
+            }
             throw error;
           }
         },
@@ -338,6 +342,17 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
       pendingCommits.delete(batch);
     },
   };
+}
+
+/** kafkajs marks protocol errors it recovers from (REBALANCE_IN_PROGRESS, …) as retriable. */
+function isKafkaRetriable(error: unknown): boolean {
+  if (error instanceof TributaryError) return false;
+  const e = error as { name?: unknown; retriable?: unknown; type?: unknown };
+  return (
+    typeof e?.name === 'string' &&
+    e.name.startsWith('KafkaJS') &&
+    (e.retriable === true || e.type === 'REBALANCE_IN_PROGRESS' || e.type === 'UNKNOWN_MEMBER_ID')
+  );
 }
 
 function tickBatch(stream: string, position: KafkaPosition): Batch<Row> {

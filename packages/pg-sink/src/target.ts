@@ -53,6 +53,26 @@ async function describeTable(
   return new Map(result.rows.map((r) => [r.name, r]));
 }
 
+/**
+ * Creates the target under a transaction-level advisory lock on its name: CREATE … IF NOT
+ * EXISTS is not safe against a concurrent CREATE (two sessions both pass the check and one
+ * fails on pg_namespace/pg_type's unique index), and Kafka subscribers open one session per
+ * partition at once.
+ */
+async function createTargetTableOnce(db: pg.ClientBase, target: TargetTable): Promise<void> {
+  await db.query('BEGIN');
+  try {
+    await db.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [
+      `tributary:create-target:${qualifiedName(target.schema, target.table)}`,
+    ]);
+    await createTargetTable(db, target);
+    await db.query('COMMIT');
+  } catch (error) {
+    await db.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
 /** CREATE TABLE IF NOT EXISTS from the column spec, key as PRIMARY KEY (plus history table). */
 async function createTargetTable(db: pg.ClientBase, target: TargetTable): Promise<void> {
   const name = qualifiedName(target.schema, target.table);
@@ -100,10 +120,10 @@ export async function prepareTarget(
   let columns = await describeTable(db, target.schema, target.table);
   if (!columns && target.createTable) {
     if (!create) return undefined; // created on first write
-    await createTargetTable(db, target);
+    await createTargetTableOnce(db, target);
     columns = await describeTable(db, target.schema, target.table);
   } else if (columns && create && target.createTable && target.mode === 'history') {
-    await createTargetTable(db, target); // the history table may be the missing part
+    await createTargetTableOnce(db, target); // the history table may be the missing part
   }
   if (!columns) {
     throw new TributaryError(

@@ -1,0 +1,55 @@
+/**
+ * A test-only subscriber process: Kafka topic → tickets transforms → pg-sink in history mode.
+ * The e2e suite kills it with SIGKILL (TRIBUTARY_FAULT) and restarts it. Configured by env:
+ * DATABASE_URL, KAFKA_BROKERS, TOPIC, GROUP, TABLE.
+ */
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+
+import { pipeline } from '@tributary/core';
+import { ticketTransforms } from '@tributary/example-tickets';
+import {
+  createDecoder,
+  fastKafkaConfig,
+  kafkaSubscribeSource,
+  schemaTopicLookup,
+} from '@tributary/kafka-bridge';
+import { pgSink } from '@tributary/pg-sink';
+import { Kafka } from 'kafkajs';
+import pg from 'pg';
+import { DEFAULT_DROP_FIELDS, TIME_ZONE, tableColumns } from '../../examples/tickets/src/tickets.js';
+
+const env = (name: string): string => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is required`);
+  return value;
+};
+const kafka = new Kafka(fastKafkaConfig(env('KAFKA_BROKERS').split(','), 'history-subscriber'));
+const topic = env('TOPIC');
+const pool = new pg.Pool({ connectionString: env('DATABASE_URL'), max: 4 });
+const sink = pgSink({
+  pool,
+  lock: { enabled: false },
+  targets: () => ({
+    schema: 'tickets',
+    table: env('TABLE'),
+    key: ['ticket_id'],
+    columns: tableColumns(DEFAULT_DROP_FIELDS),
+    createTable: true,
+    mode: 'history',
+    timeZone: TIME_ZONE,
+  }),
+});
+const source = kafkaSubscribeSource({
+  kafka,
+  topic,
+  groupId: env('GROUP'),
+  decode: createDecoder({ schemas: schemaTopicLookup(kafka, topic) }),
+  exitWhenIdle: true,
+  maxRows: 50, // many small commits, so a crash lands mid-stream
+});
+try {
+  await pipeline(source, ...ticketTransforms(), sink);
+} finally {
+  await sink.close();
+  await pool.end();
+}
