@@ -91,6 +91,18 @@ describe('tickets-pipeline (real binary, s3rver, PostgreSQL)', () => {
       ['delta', 'archived'],
     ]);
 
+    const runs = await w.db.pool.query(
+      `SELECT streams, status, rows_read::int AS rows_read FROM tributary.runs ORDER BY run_id`,
+    );
+    expect(runs.rows).toEqual([
+      {
+        streams: ['tickets/inc'],
+        status: 'succeeded',
+        rows_read: inc.files.reduce((n, f) => n + f.rowsRead, 0),
+      },
+      { streams: ['tickets/crq'], status: 'succeeded', rows_read: expect.any(Number) },
+    ]);
+
     const again = await runCli(['run', '--dataset', 'inc,crq', '--apply', '--json'], w.env);
     expect(again.code).toBe(0);
     expect((again.json as RunJson).streams.map((s) => s.files.length)).toEqual([0, 0]);

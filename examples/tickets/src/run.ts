@@ -227,12 +227,22 @@ async function applyDataset(
     }
     options.onEvent?.(event);
   };
+  // One row in tributary.runs per dataset run, with its outcome (manual §6 run log).
+  let runId: string | undefined;
   try {
-    await pipeline(source, ...ticketTransforms(), fileTracker(files), sink, {
+    runId = await sink.startRun({
+      streams: [stream],
+      info: { command: options.replayFrom ? 'replay' : 'run' },
+    });
+    const result = await pipeline(source, ...ticketTransforms(), fileTracker(files), sink, {
       onEvent,
       ...(options.watch ? { stopSignal: options.watch.stop } : {}),
     });
+    await sink
+      .finishRun(runId, { status: result.stopped ? 'stopped' : 'succeeded', ...result })
+      .catch(() => undefined);
   } catch (error) {
+    if (runId) await sink.finishRun(runId, { status: 'failed', error }).catch(() => undefined);
     fail(report, error);
     const key = error instanceof TributaryError ? error.location?.file : undefined;
     const failing = key ? files.get(key) : [...files.values()].find((f) => f.status === 'planned');
