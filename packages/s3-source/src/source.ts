@@ -422,6 +422,10 @@ export function s3Source(options: S3SourceOptions): S3Source {
           throw failures[0];
         }
         if (!config.watch || stopping()) return;
+        // Plan again only after every file handed out has committed and been archived: a plan
+        // made earlier still sees an in-flight file as pending (read twice, or found gone) and
+        // would archive it concurrently with committed() (invariants 3 and 4).
+        await settleOutstanding(signal);
         if (readSomething) continue; // more may have arrived while reading
         const wait = config.watch.intervalMs * (1 + config.watch.jitter * Math.random());
         const wake = ctx.stop ? AbortSignal.any([signal, ctx.stop]) : signal;
