@@ -1,4 +1,5 @@
 import { S3Client } from '@aws-sdk/client-s3';
+import pg from 'pg';
 import { DATASETS, type Dataset } from './tickets.js';
 
 /** Usage errors exit with code 2 and a message naming the flag or variable. */
@@ -84,4 +85,25 @@ export function parseChoice<T extends string>(flag: string, text: string, choice
     throw new UsageError(`${flag} must be one of ${choices.join(', ')}, got ${JSON.stringify(text)}`);
   }
   return text as T;
+}
+
+/**
+ * The binary's pool for DATABASE_URL. Idle-connection errors (a restarted server) are reported,
+ * never thrown: an unhandled pool 'error' would crash the process (pg-pool's most reported bug).
+ */
+export function openPool(env: Environment, onIdleError: (error: Error) => void, max = 4): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: requireDatabaseUrl(env),
+    application_name: 'tickets-pipeline',
+    max,
+  });
+  pool.on('error', onIdleError);
+  return pool;
+}
+
+/** Commands that work on exactly one dataset. */
+export function singleDataset(command: string, text: unknown): Dataset {
+  const [dataset, ...more] = parseDatasets(String(text));
+  if (!dataset || more.length) throw new UsageError(`${command} takes one --dataset`);
+  return dataset;
 }

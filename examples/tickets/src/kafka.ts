@@ -10,18 +10,17 @@ import {
 import { pgSink } from '@tributary/pg-sink';
 import { s3Source } from '@tributary/s3-source';
 import { Kafka } from 'kafkajs';
-import pg from 'pg';
 import {
   createS3Client,
   type Environment,
+  openPool,
   parseChoice,
-  parseDatasets,
   parsePositiveNumber,
-  requireDatabaseUrl,
+  singleDataset,
   UsageError,
 } from './config.js';
 import { EXIT, exitCodeFor, runJson } from './main.js';
-import { describeError, type Logger, progressRenderer } from './output.js';
+import { describeError, type Logger, progressRenderer, stopOnSignals } from './output.js';
 import {
   CONTROL_SCHEMA,
   type FileReport,
@@ -49,17 +48,6 @@ function brokersFrom(text: unknown): string[] {
     throw new UsageError(`--brokers must be host:port[,host:port…], got ${JSON.stringify(text)}`);
   }
   return brokers;
-}
-
-function stopOnSignals(logger: Logger): AbortController {
-  const stop = new AbortController();
-  const onSignal = (signal: string) => {
-    if (stop.signal.aborted) process.exit(130);
-    logger.info({ signal }, 'stopping after the in-flight batch commits (signal again to abort)');
-    stop.abort();
-  };
-  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
-  return stop;
 }
 
 /** `publish`, `subscribe` and `archive`: the Kafka side of the example (issue 6). */
@@ -90,8 +78,7 @@ async function publish(
   onEvent: (e: PipelineEvent) => void,
   stop: AbortSignal,
 ): Promise<number> {
-  const [dataset, ...more] = parseDatasets(String(opts['dataset']));
-  if (!dataset || more.length) throw new UsageError('publish takes one --dataset');
+  const dataset = singleDataset('publish', opts['dataset']);
   const topic = String(opts['topic'] ?? `tickets.${dataset}`);
   const partitions = parsePositiveNumber('--partitions', String(opts['partitions'] ?? '3'));
   const lateFiles = parseChoice('--late-files', String(opts['lateFiles'] ?? 'error'), [
@@ -99,11 +86,9 @@ async function publish(
     'apply',
     'skip',
   ] as const) as LatePolicy;
-  const pool = new pg.Pool({
-    connectionString: requireDatabaseUrl(ctx.env),
-    application_name: 'tickets-pipeline',
-    max: 4,
-  });
+  const pool = openPool(ctx.env, (error) =>
+    ctx.logger.warn({ err: describeError(error) }, 'idle PostgreSQL connection failed'),
+  );
   const client = createS3Client(ctx.env);
   const stream = streamId(dataset);
   const report: StreamReport = { stream, watermark: null, files: [], error: null };
@@ -170,15 +155,12 @@ async function subscribe(
   onEvent: (e: PipelineEvent) => void,
   stop: AbortSignal,
 ): Promise<number> {
-  const [dataset, ...more] = parseDatasets(String(opts['dataset']));
-  if (!dataset || more.length) throw new UsageError('subscribe takes one --dataset');
+  const dataset = singleDataset('subscribe', opts['dataset']);
   const topic = String(opts['topic']);
   const groupId = String(opts['group']);
-  const pool = new pg.Pool({
-    connectionString: requireDatabaseUrl(ctx.env),
-    application_name: 'tickets-pipeline',
-    max: 4,
-  });
+  const pool = openPool(ctx.env, (error) =>
+    ctx.logger.warn({ err: describeError(error) }, 'idle PostgreSQL connection failed'),
+  );
   const report: StreamReport = {
     stream: `kafka/${groupId}/${topic}`,
     watermark: null,

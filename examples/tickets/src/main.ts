@@ -1,18 +1,17 @@
 import { TributaryError } from '@tributary/core';
-import pg from 'pg';
 import {
   createS3Client,
+  openPool,
   parseChoice,
   parseDatasets,
   parsePositiveNumber,
   readEnvironment,
-  requireDatabaseUrl,
   UsageError,
 } from './config.js';
 import { runDemo } from './demo.js';
 import { generateBucket } from './generate.js';
 import { startMetricsServer } from './metrics.js';
-import { createLogger, describeError, progressRenderer, table } from './output.js';
+import { createLogger, describeError, progressRenderer, stopOnSignals, table } from './output.js';
 import { type LatePolicy, runDatasets, type StreamReport } from './run.js';
 import { readStatus } from './status.js';
 import { uploadBucket, writeBucketToDir } from './upload.js';
@@ -102,22 +101,11 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
         const apply = Boolean(opts['apply']);
         const watch = command === 'run' && Boolean(opts['watch']);
         if (watch && !apply) throw new UsageError('--watch needs --apply');
-        const pool = new pg.Pool({
-          connectionString: requireDatabaseUrl(env),
-          application_name: 'tickets-pipeline',
-          max: 4,
-        });
-        pool.on('error', (error) =>
+        const pool = openPool(env, (error) =>
           logger.warn({ err: describeError(error) }, 'idle PostgreSQL connection failed'),
         );
         const client = createS3Client(env);
-        const stop = new AbortController();
-        const onSignal = (signal: string) => {
-          if (stop.signal.aborted) process.exit(130);
-          logger.info({ signal }, 'stopping after the in-flight file commits (signal again to abort)');
-          stop.abort();
-        };
-        process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+        const stop = stopOnSignals(logger);
         const renderer = progressRenderer(logger, tty);
         const metrics = metricsPort
           ? await startMetricsServer(metricsPort, { env, client, pool, datasets })
@@ -156,11 +144,7 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
       }
       case 'status': {
         const datasets = parseDatasets(String(opts['dataset']));
-        const pool = new pg.Pool({
-          connectionString: requireDatabaseUrl(env),
-          application_name: 'tickets-pipeline',
-          max: 2,
-        });
+        const pool = openPool(env, () => undefined, 2);
         const client = createS3Client(env);
         try {
           const streams = await readStatus(env, client, pool, datasets);

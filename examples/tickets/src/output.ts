@@ -158,3 +158,18 @@ export function table(headers: string[], rows: (string | number)[][]): string {
     '\n',
   );
 }
+
+/**
+ * SIGINT/SIGTERM: the first stops gracefully (the in-flight file or batch commits first), a
+ * second one exits at once with 130 (the open transaction is rolled back by the server).
+ */
+export function stopOnSignals(logger: Logger): AbortController {
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(130);
+    logger.info({ signal }, 'stopping after the in-flight unit commits (signal again to abort)');
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+  return stop;
+}
