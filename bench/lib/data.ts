@@ -1,0 +1,68 @@
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdir, rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  CreateBucketCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { csvChunks, generateBucket, SHAPES, TICKET_COLUMNS } from '@tributary/example-tickets';
+
+export const DATA_DIR = process.env.BENCH_DATA_DIR ?? '/tmp/tributary-bench';
+export const BASELINE_ROWS = SHAPES.inc.baselineRows;
+export const BASELINE_STAMP = SHAPES.inc.baseline;
+
+/**
+ * The seed-shaped inc baseline with `rows` data rows (generateBucket at scale rows/34,849), as
+ * a local CSV under DATA_DIR; generated once and reused between runs (deterministic bytes).
+ */
+export async function baselineCsv(rows: number): Promise<{ path: string; bytes: number; rows: number }> {
+  await mkdir(DATA_DIR, { recursive: true });
+  const path = join(DATA_DIR, `inc-baseline-${rows}.csv`);
+  if (!existsSync(path)) {
+    const file = generateBucket({ scale: rows / BASELINE_ROWS }).find(
+      (f) => f.dataset === 'inc' && f.kind === 'baseline',
+    )!;
+    await pipeline(Readable.from(csvChunks(file, 1 << 20)), createWriteStream(`${path}.part`));
+    await rename(`${path}.part`, path);
+  }
+  return { path, bytes: (await stat(path)).size, rows };
+}
+
+export async function ensureBucket(client: S3Client, bucket: string): Promise<void> {
+  try {
+    await client.send(new HeadBucketCommand({ Bucket: bucket }));
+  } catch {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  }
+}
+
+/** Uploads a local file (one streamed PUT) unless the key already holds that many bytes. */
+export async function uploadFile(client: S3Client, bucket: string, key: string, path: string): Promise<void> {
+  const size = (await stat(path)).size;
+  try {
+    const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    if (head.ContentLength === size) return;
+  } catch {
+    // absent: upload
+  }
+  await client.send(
+    new PutObjectCommand({ Bucket: bucket, Key: key, Body: createReadStream(path), ContentLength: size }),
+  );
+}
+
+/** RFC 4180 quoting, as the generator writes it. */
+function csvField(value: unknown): string {
+  const text = value === null || value === undefined ? '' : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function csvText(rows: Iterable<Record<string, unknown>>): string {
+  let text = `${TICKET_COLUMNS.join(',')}\n`;
+  for (const row of rows) text += `${TICKET_COLUMNS.map((c) => csvField(row[c])).join(',')}\n`;
+  return text;
+}

@@ -1,0 +1,35 @@
+/**
+ * One memory measurement (run by bench/sections/memory.ts): reads its job as JSON on stdin,
+ * applies the file under `<prefix>/inc/changes/` through the library and prints
+ * `{ peakRssMiB, seconds, rowsRead }`. Peak RSS is getrusage's maxRSS of this process.
+ */
+import { text } from 'node:stream/consumers';
+import { S3Client } from '@aws-sdk/client-s3';
+import pg from 'pg';
+import { applyLibrary, benchEnvironment } from './lib/apply.js';
+
+const job = JSON.parse(await text(process.stdin)) as {
+  databaseUrl: string;
+  s3: { endpoint: string; region: string; accessKeyId?: string; secretAccessKey?: string };
+  prefix: string;
+};
+const client = new S3Client({
+  endpoint: job.s3.endpoint,
+  region: job.s3.region,
+  forcePathStyle: true,
+  ...(job.s3.accessKeyId
+    ? { credentials: { accessKeyId: job.s3.accessKeyId, secretAccessKey: job.s3.secretAccessKey! } }
+    : {}),
+  requestChecksumCalculation: 'WHEN_REQUIRED',
+  responseChecksumValidation: 'WHEN_REQUIRED',
+});
+const pool = new pg.Pool({ connectionString: job.databaseUrl, max: 4 });
+const started = performance.now();
+const result = await applyLibrary(client, pool, benchEnvironment(job.s3, job.prefix));
+const seconds = (performance.now() - started) / 1000;
+await pool.end();
+client.destroy();
+// maxRSS is in KiB.
+process.stdout.write(
+  `${JSON.stringify({ peakRssMiB: process.resourceUsage().maxRSS / 1024, seconds, rowsRead: result.rowsRead })}\n`,
+);

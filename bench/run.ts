@@ -1,0 +1,113 @@
+/**
+ * `pnpm bench [--quick] [--sizes 34849,500000] [--runs 5] [--sections apply,delta,memory,parse,kafka]
+ *             [--memory-mb 100,1024,3072] [--delta-runs 30] [--naive-max-rows 34849] [--no-write]`
+ *
+ * Tributary beside its baselines, every pair measured in this one process run (issue 8):
+ *   apply   library end to end vs the floor (raw CSV bytes → COPY → one merge) vs a per-row upsert loop
+ *   delta   the 131-row delta: `tickets-pipeline run --apply` (process start included) and in process
+ *   memory  peak RSS of a child process applying 100 MB / 1 GB / 3 GB CSVs through the library
+ *   parse   the source's CSV path over a local file vs a bare csv-parse loop over the same bytes
+ *   kafka   publish / subscribe vs bare kafkajs producer / consumer loops on the same broker
+ * Every figure is the median of the runs with min and max. Services: DATABASE_URL / S3_ENDPOINT /
+ * KAFKA_BROKERS when set, else embedded PostgreSQL, s3rver and the test broker.
+ * Writes bench/results/latest.json and docs/benchmarks.md (unless --no-write).
+ */
+
+import { readFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { type Report, writeReport } from './lib/report.js';
+import { ROOT, startServices } from './lib/services.js';
+import { runApply } from './sections/apply.js';
+import { runDelta } from './sections/delta.js';
+import { runKafka } from './sections/kafka.js';
+import { runMemory } from './sections/memory.js';
+import { runParse } from './sections/parse.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    sizes: { type: 'string' },
+    runs: { type: 'string' },
+    sections: { type: 'string' },
+    'memory-mb': { type: 'string' },
+    'delta-runs': { type: 'string' },
+    'naive-max-rows': { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const numbers = (text: string) =>
+  text.split(',').map((s) => {
+    const n = Number(s.trim());
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`not a positive number: ${JSON.stringify(s)}`);
+    return n;
+  });
+
+export interface BenchConfig {
+  quick: boolean;
+  sizes: number[];
+  runs: number;
+  memoryMb: number[];
+  deltaRuns: number;
+  naiveMaxRows: number;
+}
+
+const quick = values.quick;
+const config: BenchConfig = {
+  quick,
+  sizes: numbers(values.sizes ?? (quick ? '34849' : '34849,500000')),
+  runs: Number(values.runs ?? (quick ? 1 : 5)),
+  memoryMb: numbers(values['memory-mb'] ?? (quick ? '20' : '100,1024,3072')),
+  deltaRuns: Number(values['delta-runs'] ?? (quick ? 3 : 30)),
+  naiveMaxRows: Number(values['naive-max-rows'] ?? 34849),
+};
+const sections = new Set(
+  (values.sections ?? 'apply,delta,memory,parse,kafka').split(',').map((s) => s.trim()),
+);
+const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+
+const started = new Date();
+const services = await startServices(log);
+const pool = new pg.Pool({
+  connectionString: services.databaseUrl,
+  max: 6,
+  application_name: 'tributary-bench',
+});
+pool.on('error', () => {});
+const results: Record<string, unknown> = {};
+try {
+  const version = await pool.query<{ server_version: string }>('SHOW server_version');
+  const machine = {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    postgres: version.rows[0]!.server_version,
+    postgresServer: services.postgresLabel,
+    s3: services.s3Label,
+  };
+  log(`machine: ${JSON.stringify(machine)}`);
+  const context = { config, services, pool, log };
+  if (sections.has('apply')) results['apply'] = await runApply(context);
+  if (sections.has('delta')) results['delta'] = await runDelta(context);
+  if (sections.has('parse')) results['parse'] = await runParse(context);
+  if (sections.has('kafka')) results['kafka'] = await runKafka(context);
+  if (sections.has('memory')) results['memory'] = await runMemory(context);
+  const report: Report = {
+    date: started.toISOString(),
+    durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
+    machine,
+    config: { ...config, sections: [...sections], argv: process.argv.slice(2) },
+    results: results as Report['results'],
+  };
+  if (!values['no-write'])
+    await writeReport(report, log, await readFile(join(ROOT, 'bench/NOTES.md'), 'utf8').catch(() => ''));
+  else process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+} finally {
+  await pool.end();
+  await services.stop();
+}

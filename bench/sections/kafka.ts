@@ -1,0 +1,204 @@
+import { readFileSync } from 'node:fs';
+import { pipeline } from '@tributary/core';
+import {
+  DEFAULT_DROP_FIELDS,
+  TICKET_COLUMNS,
+  TIME_ZONE,
+  tableColumns,
+  ticketStream,
+  ticketTransforms,
+} from '@tributary/example-tickets';
+import {
+  createDecoder,
+  FAST_CONSUMER,
+  fastKafkaConfig,
+  kafkaPublishSink,
+  kafkaSubscribeSource,
+  schemaTopicLookup,
+} from '@tributary/kafka-bridge';
+import { pgSink } from '@tributary/pg-sink';
+import { s3Source } from '@tributary/s3-source';
+import { parse } from 'csv-parse/sync';
+import { Kafka, type Message } from 'kafkajs';
+import { applyLibrary, benchEnvironment, resetLibrary } from '../lib/apply.js';
+import type { BenchContext } from '../lib/context.js';
+import { BASELINE_STAMP, baselineCsv, ensureBucket, uploadFile } from '../lib/data.js';
+import { startKafka } from '../lib/services.js';
+import { measure, round, type Summary, summarize } from '../lib/stats.js';
+
+export interface KafkaResult {
+  broker: string;
+  rows: number;
+  seconds: {
+    direct: Summary;
+    publish: Summary;
+    barePublish: Summary;
+    subscribe: Summary;
+    bareSubscribe: Summary;
+  };
+  rowsPerSecond: Record<string, number>;
+  ratios: { publishOverBare: number; subscribeOverBare: number; kafkaPathOverDirect: number };
+}
+
+const PARTITIONS = 3;
+
+/**
+ * The 34,849-row baseline through Kafka vs straight into PostgreSQL, and each Kafka leg vs a
+ * bare kafkajs loop moving the same number of messages (same keys, JSON row values) through
+ * the same broker. Every iteration uses fresh topics and consumer groups.
+ */
+export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
+  const { services, pool, config, log } = ctx;
+  const client = services.s3Client;
+  const broker = await startKafka();
+  process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+  const kafka = new Kafka(fastKafkaConfig(broker.brokers, 'tributary-bench'));
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const rows = 34_849;
+    const csv = await baselineCsv(rows);
+    const prefix = `bench/n${rows}`;
+    await ensureBucket(client, 'bench');
+    await uploadFile(client, 'bench', `${prefix}/inc/changes/${BASELINE_STAMP}.csv`, csv.path);
+    const env = benchEnvironment(services.s3, prefix);
+    // The bare loops' messages, built before timing: what the publish sink sends, minus encoding.
+    const records = parse(readFileSync(csv.path), { columns: true, bom: true }) as Record<string, string>[];
+    const messages: Message[] = records.map((r) => ({ key: r['ticket_id']!, value: JSON.stringify(r) }));
+    await pool.query('CREATE SCHEMA IF NOT EXISTS bench_kafka_t');
+
+    const times: Record<string, number[]> = {
+      direct: [],
+      publish: [],
+      barePublish: [],
+      subscribe: [],
+      bareSubscribe: [],
+    };
+    for (let i = 0; i < config.runs; i++) {
+      const run = `${Date.now()}-${i}`;
+      // Direct S3 → PostgreSQL, same file, same run.
+      await resetLibrary(pool);
+      times['direct']!.push((await measure(() => applyLibrary(client, pool, env))).ms / 1000);
+
+      // Publish: s3Source → kafkaPublishSink (Avro, idempotent, acks=all), checkpoint in PG.
+      const topic = `bench.inc.${run}`;
+      await pool
+        .query(`DELETE FROM tributary_kafka.checkpoints WHERE stream = 'tickets/inc'`)
+        .catch(() => undefined);
+      await pool
+        .query(`DELETE FROM tributary_kafka.loads WHERE stream = 'tickets/inc'`)
+        .catch(() => undefined);
+      const publish = await measure(async () => {
+        const sink = kafkaPublishSink({
+          kafka,
+          topic,
+          key: ['ticket_id'],
+          columns: TICKET_COLUMNS,
+          createTopics: { partitions: PARTITIONS, replicationFactor: 1 },
+          checkpoints: pgSink({ pool, schema: 'tributary_kafka', targets: () => null }),
+        });
+        try {
+          const source = s3Source({
+            client,
+            streams: [ticketStream(env, 'inc', { lateFiles: 'error' })],
+            archive: false,
+          });
+          await pipeline(source, sink);
+          if (sink.published !== rows) throw new Error(`published ${sink.published} of ${rows}`);
+        } finally {
+          await sink.close();
+        }
+      });
+      times['publish']!.push(publish.ms / 1000);
+
+      // Subscribe: kafkaSubscribeSource → ticket transforms → pgSink (offsets stored with rows).
+      await pool.query('DROP TABLE IF EXISTS bench_kafka_t.inc');
+      const subscribe = await measure(async () => {
+        const sink = pgSink({
+          pool,
+          schema: 'tributary_kafka',
+          lock: { enabled: false },
+          targets: () => ({
+            schema: 'bench_kafka_t',
+            table: 'inc',
+            key: ['ticket_id'],
+            columns: tableColumns(DEFAULT_DROP_FIELDS),
+            createTable: true,
+            mode: 'upsert',
+            timeZone: TIME_ZONE,
+          }),
+        });
+        try {
+          const source = kafkaSubscribeSource({
+            kafka,
+            topic,
+            groupId: `bench-sub-${run}`,
+            decode: createDecoder({ schemas: schemaTopicLookup(kafka, topic) }),
+            exitWhenIdle: true,
+          });
+          const result = await pipeline(source, ...ticketTransforms(), sink);
+          if (result.rowsRead !== rows) throw new Error(`subscribed ${result.rowsRead} of ${rows}`);
+        } finally {
+          await sink.close();
+        }
+      });
+      times['subscribe']!.push(subscribe.ms / 1000);
+
+      // Bare producer: same number of keyed messages, 1,000 per request, idempotent, acks=all.
+      const bareTopic = `bench.bare.${run}`;
+      await admin.createTopics({
+        topics: [{ topic: bareTopic, numPartitions: PARTITIONS }],
+        waitForLeaders: true,
+      });
+      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+      await producer.connect();
+      const barePublish = await measure(async () => {
+        for (let start = 0; start < messages.length; start += 1000) {
+          await producer.send({ topic: bareTopic, acks: -1, messages: messages.slice(start, start + 1000) });
+        }
+      });
+      await producer.disconnect();
+      times['barePublish']!.push(barePublish.ms / 1000);
+
+      // Bare consumer: a fresh group reads the topic from the beginning until every message arrived.
+      const consumer = kafka.consumer({ groupId: `bench-bare-${run}`, ...FAST_CONSUMER });
+      const bareSubscribe = await measure(async () => {
+        await consumer.connect();
+        await consumer.subscribe({ topic: bareTopic, fromBeginning: true });
+        let seen = 0;
+        await new Promise<void>((resolve, reject) => {
+          consumer
+            .run({
+              eachBatch: async ({ batch }) => {
+                seen += batch.messages.length;
+                if (seen >= messages.length) resolve();
+              },
+            })
+            .catch(reject);
+        });
+      });
+      await consumer.disconnect();
+      times['bareSubscribe']!.push(bareSubscribe.ms / 1000);
+      log(
+        `kafka run ${i + 1}/${config.runs}: direct ${round(times['direct']!.at(-1)!)} s, publish ${round(publish.ms / 1000)} s (bare ${round(barePublish.ms / 1000)}), subscribe ${round(subscribe.ms / 1000)} s (bare ${round(bareSubscribe.ms / 1000)})`,
+      );
+    }
+    const s = Object.fromEntries(
+      Object.entries(times).map(([k, v]) => [k, summarize(v)]),
+    ) as KafkaResult['seconds'];
+    return {
+      broker: broker.label,
+      rows,
+      seconds: s,
+      rowsPerSecond: Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Math.round(rows / v.median)])),
+      ratios: {
+        publishOverBare: round(s.publish.median / s.barePublish.median),
+        subscribeOverBare: round(s.subscribe.median / s.bareSubscribe.median),
+        kafkaPathOverDirect: round((s.publish.median + s.subscribe.median) / s.direct.median),
+      },
+    };
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+    await broker.stop();
+  }
+}
