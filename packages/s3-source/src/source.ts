@@ -250,6 +250,15 @@ export function s3Source(options: S3SourceOptions): S3Source {
         }),
     });
     for await (const chunk of chunks) {
+      // A body that ends early but looks complete (a Content-Length that matches what was sent)
+      // parses as a shorter file: fail before the commit batch so it is never applied as one.
+      if (chunk.done && chunk.totalBytes !== file.size) {
+        throw new TributaryError(
+          'SOURCE_FAILED',
+          `${file.key}: read ${chunk.totalBytes} bytes but the listing says ${file.size} (ETag ${file.etag}): incomplete body, not applied`,
+          { stream: stream.id, retriable: true, location: { file: file.key } },
+        );
+      }
       const commit = chunk.done || stream.granularity === 'batch';
       const batch: Batch<Row> = {
         stream: stream.id,
