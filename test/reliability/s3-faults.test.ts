@@ -67,7 +67,7 @@ describe('persistent S3 faults: a clear failure, then a later run completes', ()
     ]);
     expect(injected[0]).toBeGreaterThan(1); // retried before giving up
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/dataset inc: /);
+    expect(result.stderr).toMatch(/dataset inc: listing s3:\/\/[^/]+\/automations\/inc\/changes\/ failed/);
     expect(await listAll(w.client, w.bucket, 'automations/inc/changes/')).toHaveLength(4);
     const later = await runCli(['run', '--apply'], w.env);
     expect(later.code, later.stderr).toBe(0);

@@ -120,6 +120,14 @@ export function s3Source(options: S3SourceOptions): S3Source {
         exclude: stream.replayFrom ? [] : [stream.processedPrefix, stream.latePrefix],
         ...(signal ? { signal } : {}),
         send: sender(signal, stream.id),
+      }).catch((error: unknown) => {
+        if (isAbortError(error) || error instanceof TributaryError) throw error;
+        // The S3 message alone ("Service Unavailable") does not say what was being done.
+        throw toTributaryError(
+          error,
+          'SOURCE_FAILED',
+          `listing s3://${stream.bucket}/${prefix} failed: ${(error as Error).message}`,
+        );
       });
       ignored += listed.ignored;
       faultPoint('s3-source:after-listing');
