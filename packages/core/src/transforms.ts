@@ -48,11 +48,24 @@ export function map(fn: (row: Row) => Row | undefined, name = 'map'): Transform 
 
 /** Removes the named fields from every row. */
 export function dropFields(fields: readonly string[]): Transform {
+  const dropped = new Set(fields);
   return (batch) => ({
     ...batch,
     rows: batch.rows.map((row) => {
-      const copy = { ...row };
-      for (const field of fields) delete copy[field];
+      // Built without the fields rather than copied then `delete`d: deleting turns every row into
+      // a dictionary-mode object, which made each later stage several times slower per row.
+      const copy: Row = {};
+      for (const key of Object.keys(row)) {
+        if (dropped.has(key)) continue;
+        if (key === '__proto__')
+          Object.defineProperty(copy, key, {
+            value: row[key],
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+        else copy[key] = row[key];
+      }
       return copy;
     }),
   });
