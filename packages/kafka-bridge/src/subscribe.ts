@@ -2,6 +2,7 @@ import {
   type Batch,
   type EmitEvent,
   faultPoint,
+  type Position,
   type ReadContext,
   type Row,
   type Source,
@@ -123,6 +124,10 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
         const stored = await ctx.checkpoint(stream);
         const after = stored ? BigInt(String(stored['offset'])) : -1n;
         const messages = batch.messages.filter((m) => BigInt(m.offset) > after);
+        // The stored position each batch continues from: the sink applies a batch only while it
+        // still is the stored one, which fences a member that lost this partition in a
+        // rebalance while its batch was in flight (no offset applied twice).
+        let previous: Position | null = stored ? { ...stored } : null;
         for (let start = 0; start < messages.length; start += maxRows) {
           if (!isRunning() || isStale() || ctx.signal.aborted) return;
           const slice = messages.slice(start, start + maxRows);
@@ -173,9 +178,11 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
                 firstOffset: slice[0]!.offset,
                 lastOffset: last.offset,
                 offsets,
+                previousPosition: previous,
               },
             },
           };
+          previous = { ...position };
           const settled = new Promise<void>((resolve, reject) => {
             item.done = { resolve, reject };
           });

@@ -680,9 +680,14 @@ class PgSinkImpl implements PgSink {
       watermark: watermark && typeof watermark.key === 'string' ? watermark : null,
     });
     const filteredTotal = Object.values(stats.filtered).reduce((a, b) => a + b, 0);
+    // A source may say which stored position the batch continues from (`previousPosition`):
+    // the checkpoint then moves only if it still is that one, so a writer that lost its
+    // partition in a rebalance while the batch was in flight cannot apply it twice.
+    const fenced = 'previousPosition' in batch.meta;
+    const previous = batch.meta['previousPosition'];
     // Rows, checkpoint and load row: one transaction (invariant 2, manual §5.4).
-    await client.query(
-      `WITH cp AS (${checkpointUpsertSql(this.#s)} RETURNING 1)
+    const written = await client.query(
+      `WITH cp AS (${checkpointUpsertSql(this.#s, fenced ? '$20' : undefined)} RETURNING 1)
        INSERT INTO ${this.#s}.loads (run_id, stream, source, etag, size, kind, status, rows_read, rows_filtered,
               filtered, rows_inserted, rows_updated, rows_deleted, rows_unchanged, batches, bytes, position,
               started_at, finished_at)
@@ -705,8 +710,16 @@ class PgSinkImpl implements PgSink {
         stats.unchanged,
         stats.batches,
         stats.bytes || null,
+        ...(fenced ? [previous === null || previous === undefined ? null : JSON.stringify(previous)] : []),
       ],
     );
+    if (fenced && written.rowCount === 0) {
+      throw new TributaryError(
+        'SINK_FAILED',
+        `stream "${batch.stream}": ${unit.source} was not applied: the stored position moved while it was in flight (another writer applied this range, e.g. after a rebalance); rolled back so nothing is applied twice`,
+        { stream: batch.stream, location: { file: unit.source } },
+      );
+    }
     const hook = this.#options.faults?.beforeCommit;
     if (hook) await hook({ stream: batch.stream, source: unit.source });
     unit.commitSent = true;

@@ -22,8 +22,12 @@ export interface SaveCheckpointOptions {
   watermark?: Watermark | null;
 }
 
-/** The checkpoint upsert shared by the sink and `pgCheckpointStore.save` ($1 stream … $5 time). */
-export function checkpointUpsertSql(s: string): string {
+/**
+ * The checkpoint upsert shared by the sink and `pgCheckpointStore.save` ($1 stream … $5 time).
+ * With `expected` (a parameter such as `$20`), an existing row moves only while its position
+ * still equals that one (NULL: no position stored yet); otherwise nothing is returned.
+ */
+export function checkpointUpsertSql(s: string, expected?: string): string {
   const forward = `EXCLUDED.watermark_key IS NOT NULL AND (c.watermark_time IS NULL OR EXCLUDED.watermark_time IS NULL
                     OR EXCLUDED.watermark_time >= c.watermark_time)`;
   return `INSERT INTO ${s}.checkpoints AS c (stream, position, source, watermark_key, watermark_time, updated_at)
@@ -33,7 +37,9 @@ ON CONFLICT (stream) DO UPDATE SET
   source = coalesce(EXCLUDED.source, c.source),
   updated_at = EXCLUDED.updated_at,
   watermark_key = CASE WHEN ${forward} THEN EXCLUDED.watermark_key ELSE c.watermark_key END,
-  watermark_time = CASE WHEN ${forward} THEN coalesce(EXCLUDED.watermark_time, c.watermark_time) ELSE c.watermark_time END`;
+  watermark_time = CASE WHEN ${forward} THEN coalesce(EXCLUDED.watermark_time, c.watermark_time) ELSE c.watermark_time END${
+    expected ? `\nWHERE c.position IS NOT DISTINCT FROM ${expected}::jsonb` : ''
+  }`;
 }
 
 export function checkpointParams(
