@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { generateBucket } from '@tributary/example-tickets';
 import { startTestBroker, type TestBroker } from '@tributary/kafka-bridge/testing';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type CliResult, collect, runCli, startCli } from '../support/cli.js';
 import { pollUntil, type World, world } from '../support/reliability.js';
 import { diffAgainstOracle } from '../support/tickets.js';
@@ -15,20 +15,23 @@ import { diffAgainstOracle } from '../support/tickets.js';
  * flight. The table must equal the oracle and every offset must be applied exactly once.
  */
 
-let broker: TestBroker;
-const brokerLog: string[] = [];
-beforeAll(async () => {
-  broker = await startTestBroker({ defaultPartitions: 3, log: (line) => brokerLog.push(line) });
-});
+// A broker per case (restarts must not disturb the others), so the cases run concurrently.
+const brokers: TestBroker[] = [];
 afterAll(async () => {
-  await broker?.stop();
+  for (const b of brokers) await b.stop();
 });
+async function ownBroker(): Promise<{ broker: TestBroker; log: string[] }> {
+  const log: string[] = [];
+  const broker = await startTestBroker({ defaultPartitions: 3, log: (line) => log.push(line) });
+  brokers.push(broker);
+  return { broker, log };
+}
 
 const topicName = () => `tickets.${randomBytes(4).toString('hex')}`;
-const args = (topic: string) => ['--brokers', broker.brokers.join(','), '--topic', topic];
-const subscribe = (topic: string, group = 'loader') => [
+const args = (broker: TestBroker, topic: string) => ['--brokers', broker.brokers.join(','), '--topic', topic];
+const subscribe = (broker: TestBroker, topic: string, group = 'loader') => [
   'subscribe',
-  ...args(topic),
+  ...args(broker, topic),
   '--group',
   group,
   '--dataset',
@@ -53,17 +56,22 @@ async function expectExactlyOnce(w: World): Promise<void> {
   expect(Number(loads.rows[0]!.n)).toBe(messagesOf(w));
 }
 
-const published = (topic: string) => broker.endOffsets(topic).reduce((n, p) => n + p.offset, 0);
+const published = (broker: TestBroker, topic: string) =>
+  broker.endOffsets(topic).reduce((n, p) => n + p.offset, 0);
 
-describe('Kafka broker faults', () => {
+describe.concurrent('Kafka broker faults', () => {
   it('broker restart while publishing: the publisher reconnects; subscribe gives the exact table', async () => {
     const w = await world({ files: generateBucket({ scale: 0.3 }) });
+    const { broker } = await ownBroker();
     const topic = topicName();
-    const child = startCli(['publish', '--dataset', 'inc', ...args(topic), '--apply', '--json'], w.env);
+    const child = startCli(
+      ['publish', '--dataset', 'inc', ...args(broker, topic), '--apply', '--json'],
+      w.env,
+    );
     const done = collect(child);
     await pollUntil(
       'the first messages on the topic',
-      () => broker.state.topics.has(topic) && published(topic) > 0,
+      () => broker.state.topics.has(topic) && published(broker, topic) > 0,
       {
         everyMs: 5,
         tries: 4000,
@@ -72,17 +80,18 @@ describe('Kafka broker faults', () => {
     await broker.restart();
     const result = await done;
     expect(result.code, result.stderr).toBe(0);
-    const sub = await runCli(subscribe(topic), w.env);
+    const sub = await runCli(subscribe(broker, topic), w.env);
     expect(sub.code, sub.stderr).toBe(0);
     expect(await diffAgainstOracle(w.db.pool, 'inc', w.files)).toEqual([]);
   });
 
   it('broker restart while subscribing: the subscriber carries on; every offset applied once', async () => {
     const w = await world({ files: generateBucket({ scale: 0.3 }) });
+    const { broker } = await ownBroker();
     const topic = topicName();
-    const pub = await runCli(['publish', '--dataset', 'inc', ...args(topic), '--apply'], w.env);
+    const pub = await runCli(['publish', '--dataset', 'inc', ...args(broker, topic), '--apply'], w.env);
     expect(pub.code, pub.stderr).toBe(0);
-    const done = collect(startCli(subscribe(topic), w.env));
+    const done = collect(startCli(subscribe(broker, topic), w.env));
     await pollUntil('a first Kafka batch committed', async () => {
       const r = await w.db.pool
         .query(`SELECT 1 FROM tributary.loads WHERE stream LIKE 'kafka/%' LIMIT 1`)
@@ -97,9 +106,10 @@ describe('Kafka broker faults', () => {
 
   it('rebalance while a batch is in flight: no offset applied twice, none lost', async () => {
     const w = await world();
+    const { broker, log } = await ownBroker();
     const topic = topicName();
     const pub = await runCli(
-      ['publish', '--dataset', 'inc', ...args(topic), '--apply', '--partitions', '3'],
+      ['publish', '--dataset', 'inc', ...args(broker, topic), '--apply', '--partitions', '3'],
       w.env,
     );
     expect(pub.code, pub.stderr).toBe(0);
@@ -112,7 +122,7 @@ describe('Kafka broker faults', () => {
     let first: Promise<CliResult> | undefined;
     let second: Promise<CliResult> | undefined;
     try {
-      first = collect(startCli(subscribe(topic, 'group-r'), w.env));
+      first = collect(startCli(subscribe(broker, topic, 'group-r'), w.env));
       // The first member's batch is in flight: its transaction waits on our lock.
       await pollUntil('the first subscriber blocked inside its transaction', async () => {
         const r = await w.db.pool.query(
@@ -121,10 +131,10 @@ describe('Kafka broker faults', () => {
         );
         return (r.rowCount ?? 0) > 0;
       });
-      const mark = brokerLog.length;
-      second = collect(startCli(subscribe(topic, 'group-r'), w.env));
+      const mark = log.length;
+      second = collect(startCli(subscribe(broker, topic, 'group-r'), w.env));
       await pollUntil('the group rebalancing for the second member', () =>
-        brokerLog.slice(mark).some((l) => l.includes('group-r') && l.includes('rebalancing')),
+        log.slice(mark).some((l) => l.includes('group-r') && l.includes('rebalancing')),
       );
       // The worst case: the stuck member stops heartbeating and is dropped, the second one
       // takes every partition, fetches the range still in flight and blocks on it as well.
@@ -148,7 +158,7 @@ describe('Kafka broker faults', () => {
       expect(r.stderr).toMatch(/the stored position moved while it was in flight.*nothing is applied twice/);
     }
     // A later run of the group has nothing left to do.
-    const again = await runCli(subscribe(topic, 'group-r'), w.env);
+    const again = await runCli(subscribe(broker, topic, 'group-r'), w.env);
     expect(again.code, again.stderr).toBe(0);
     await expectExactlyOnce(w);
   });

@@ -41,7 +41,7 @@ async function lockTarget(w: World): Promise<pg.Client> {
   return holder;
 }
 
-describe('PostgreSQL faults', () => {
+describe.concurrent('PostgreSQL faults', () => {
   it('backend terminated mid-transaction: the file is re-run on a new connection; exact', async () => {
     const { w } = await baselineApplied();
     const holder = await lockTarget(w);

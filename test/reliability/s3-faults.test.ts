@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { exactProblems, loadStatuses, type World, world } from '../support/reliability.js';
 import { type FaultRule, type S3FaultProxy, startS3FaultProxy } from '../support/s3-fault-proxy.js';
@@ -10,23 +10,23 @@ import { listAll } from '../support/tickets.js';
  * clear failure after which a later run completes; a truncated body is never applied.
  */
 
-let proxy: S3FaultProxy;
-beforeAll(async () => {
-  proxy = await startS3FaultProxy(inject('s3').endpoint);
-});
+// One proxy per case, so the cases can run concurrently.
+const proxies: S3FaultProxy[] = [];
 afterAll(async () => {
-  await proxy?.stop();
+  for (const proxy of proxies) await proxy.stop();
 });
 
 const BASELINE = 'inc/changes/2026-06-22T15-50-39.csv';
 
-async function proxied(): Promise<World> {
+async function proxied(): Promise<World & { proxy: S3FaultProxy }> {
   const w = await world();
-  w.env = { ...w.env, S3_ENDPOINT: proxy.endpoint };
-  return w;
+  const proxy = await startS3FaultProxy(inject('s3').endpoint);
+  proxies.push(proxy);
+  return { ...w, env: { ...w.env, S3_ENDPOINT: proxy.endpoint }, proxy };
 }
 
-async function runWith(w: World, rules: FaultRule[]) {
+async function runWith(w: World & { proxy: S3FaultProxy }, rules: FaultRule[]) {
+  const { proxy } = w;
   proxy.setRules(rules);
   const result = await runCli(['run', '--apply', '--json'], w.env);
   const injected = proxy.injected();
@@ -34,77 +34,97 @@ async function runWith(w: World, rules: FaultRule[]) {
   return { result, injected };
 }
 
-describe('transient S3 faults are retried with backoff; the result is exact', () => {
-  const cases: [string, FaultRule][] = [
-    ['list answers 503 twice', { op: 'list', fault: '503', times: 2 }],
-    ['list answers SlowDown twice', { op: 'list', fault: 'slowdown', times: 2 }],
-    ['list connection reset', { op: 'list', fault: 'reset', times: 1 }],
-    ['get answers 500 twice', { op: 'get', fault: '500', times: 2, keyIncludes: BASELINE }],
-    ['get SlowDown twice', { op: 'get', fault: 'slowdown', times: 2, keyIncludes: BASELINE }],
-    ['get connection reset', { op: 'get', fault: 'reset', times: 1, keyIncludes: BASELINE }],
-    ['get body cut off mid-transfer', { op: 'get', fault: 'truncate', times: 1, keyIncludes: BASELINE }],
-    ['copy answers 503 twice', { op: 'copy', fault: '503', times: 2 }],
-    ['copy connection reset', { op: 'copy', fault: 'reset', times: 1 }],
-    ['delete answers 500 twice', { op: 'delete', fault: '500', times: 2 }],
-    ['delete connection reset', { op: 'delete', fault: 'reset', times: 1 }],
-  ];
-  for (const [name, rule] of cases) {
-    it(name, async () => {
+describe.concurrent('S3 faults', () => {
+  describe('transient S3 faults are retried with backoff; the result is exact', () => {
+    // One run per fault kind, hitting every operation: list, get (the baseline), copy, delete.
+    const cases: [string, FaultRule[]][] = [
+      [
+        '5xx on list, get, copy and delete',
+        [
+          { op: 'list', fault: '503', times: 2 },
+          { op: 'get', fault: '500', times: 2, keyIncludes: BASELINE },
+          { op: 'copy', fault: '503', times: 2 },
+          { op: 'delete', fault: '500', times: 2 },
+        ],
+      ],
+      [
+        'SlowDown on list, get, copy and delete',
+        [
+          { op: 'list', fault: 'slowdown', times: 2 },
+          { op: 'get', fault: 'slowdown', times: 2, keyIncludes: BASELINE },
+          { op: 'copy', fault: 'slowdown', times: 1 },
+          { op: 'delete', fault: 'slowdown', times: 1 },
+        ],
+      ],
+      [
+        'connection reset on list, get, copy and delete',
+        [
+          { op: 'list', fault: 'reset', times: 1 },
+          { op: 'get', fault: 'reset', times: 1, keyIncludes: BASELINE },
+          { op: 'copy', fault: 'reset', times: 1 },
+          { op: 'delete', fault: 'reset', times: 1 },
+        ],
+      ],
+      ['get body cut off mid-transfer', [{ op: 'get', fault: 'truncate', times: 1, keyIncludes: BASELINE }]],
+    ];
+    for (const [name, rules] of cases) {
+      it(name, async () => {
+        const w = await proxied();
+        const { result, injected } = await runWith(w, rules);
+        expect(injected).toEqual(rules.map((r) => r.times));
+        expect(result.code, result.stderr).toBe(0);
+        expect(await exactProblems(w, ['inc'])).toEqual([]);
+      });
+    }
+  });
+
+  describe('persistent S3 faults: a clear failure, then a later run completes', () => {
+    it('list always 503: retried, then the dataset fails clearly; a later run is exact', async () => {
       const w = await proxied();
-      const { result, injected } = await runWith(w, [rule]);
-      expect(injected).toEqual([rule.times]);
-      expect(result.code, result.stderr).toBe(0);
+      const { result, injected } = await runWith(w, [
+        { op: 'list', fault: '503', times: Number.POSITIVE_INFINITY },
+      ]);
+      expect(injected[0]).toBeGreaterThan(1); // retried before giving up
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/dataset inc: listing s3:\/\/[^/]+\/automations\/inc\/changes\/ failed/);
+      expect(await listAll(w.client, w.bucket, 'automations/inc/changes/')).toHaveLength(4);
+      const later = await runCli(['run', '--apply'], w.env);
+      expect(later.code, later.stderr).toBe(0);
       expect(await exactProblems(w, ['inc'])).toEqual([]);
     });
-  }
-});
 
-describe('persistent S3 faults: a clear failure, then a later run completes', () => {
-  it('list always 503: retried, then the dataset fails clearly; a later run is exact', async () => {
-    const w = await proxied();
-    const { result, injected } = await runWith(w, [
-      { op: 'list', fault: '503', times: Number.POSITIVE_INFINITY },
-    ]);
-    expect(injected[0]).toBeGreaterThan(1); // retried before giving up
-    expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/dataset inc: listing s3:\/\/[^/]+\/automations\/inc\/changes\/ failed/);
-    expect(await listAll(w.client, w.bucket, 'automations/inc/changes/')).toHaveLength(4);
-    const later = await runCli(['run', '--apply'], w.env);
-    expect(later.code, later.stderr).toBe(0);
-    expect(await exactProblems(w, ['inc'])).toEqual([]);
-  });
+    it('copy always fails: data committed, files stay (warning); a later run archives them', async () => {
+      const w = await proxied();
+      const { result } = await runWith(w, [
+        { op: 'copy', fault: '500', times: Number.POSITIVE_INFINITY, keyIncludes: '2026-06-22T15-50-39' },
+      ]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toMatch(/archiving .*2026-06-22T15-50-39\.csv .* failed; it stays in place/);
+      expect(await loadStatuses(w)).toEqual({ loaded: 1, archived: 3 });
+      expect(await listAll(w.client, w.bucket, 'automations/inc/changes/')).toEqual([
+        'automations/inc/changes/2026-06-22T15-50-39.csv',
+      ]);
+      const later = await runCli(['run', '--apply', '--json'], w.env);
+      expect(later.code, later.stderr).toBe(0);
+      expect(await exactProblems(w, ['inc'])).toEqual([]);
+    });
 
-  it('copy always fails: data committed, files stay (warning); a later run archives them', async () => {
-    const w = await proxied();
-    const { result } = await runWith(w, [
-      { op: 'copy', fault: '500', times: Number.POSITIVE_INFINITY, keyIncludes: '2026-06-22T15-50-39' },
-    ]);
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stderr).toMatch(/archiving .*2026-06-22T15-50-39\.csv .* failed; it stays in place/);
-    expect(await loadStatuses(w)).toEqual({ loaded: 1, archived: 3 });
-    expect(await listAll(w.client, w.bucket, 'automations/inc/changes/')).toEqual([
-      'automations/inc/changes/2026-06-22T15-50-39.csv',
-    ]);
-    const later = await runCli(['run', '--apply', '--json'], w.env);
-    expect(later.code, later.stderr).toBe(0);
-    expect(await exactProblems(w, ['inc'])).toEqual([]);
-  });
-
-  it('a short body with a matching Content-Length is never applied as a short file', async () => {
-    const w = await proxied();
-    const { result, injected } = await runWith(w, [
-      { op: 'get', fault: 'short', times: Number.POSITIVE_INFINITY, keyIncludes: BASELINE },
-    ]);
-    expect(injected[0]).toBeGreaterThan(0);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/2026-06-22T15-50-39\.csv/);
-    // No row of the half file was committed, and the checkpoint did not move.
-    const rows = await w.db.pool.query(
-      `SELECT count(*)::int AS n FROM tributary.loads WHERE status IN ('loaded', 'archived')`,
-    );
-    expect(rows.rows[0].n).toBe(0);
-    const later = await runCli(['run', '--apply'], w.env);
-    expect(later.code, later.stderr).toBe(0);
-    expect(await exactProblems(w, ['inc'])).toEqual([]);
+    it('a short body with a matching Content-Length is never applied as a short file', async () => {
+      const w = await proxied();
+      const { result, injected } = await runWith(w, [
+        { op: 'get', fault: 'short', times: Number.POSITIVE_INFINITY, keyIncludes: BASELINE },
+      ]);
+      expect(injected[0]).toBeGreaterThan(0);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/2026-06-22T15-50-39\.csv/);
+      // No row of the half file was committed, and the checkpoint did not move.
+      const rows = await w.db.pool.query(
+        `SELECT count(*)::int AS n FROM tributary.loads WHERE status IN ('loaded', 'archived')`,
+      );
+      expect(rows.rows[0].n).toBe(0);
+      const later = await runCli(['run', '--apply'], w.env);
+      expect(later.code, later.stderr).toBe(0);
+      expect(await exactProblems(w, ['inc'])).toEqual([]);
+    });
   });
 });
