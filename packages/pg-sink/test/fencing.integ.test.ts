@@ -1,0 +1,69 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, randomName, type TestDatabase } from '../../../test/support/services.js';
+import { type PgSink, pgSink } from '../src/index.js';
+import { fileBatch } from './helpers.js';
+
+// Regression (issue 7, reliability suite): two Kafka group members applied the same offsets
+// after a rebalance while a batch was in flight. A batch that names the stored position it
+// continues from (`meta.previousPosition`) commits only while that is still the stored one.
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+
+function member(table: string): PgSink {
+  return pgSink({
+    pool: db.pool,
+    lock: { enabled: false }, // Kafka group membership, not an advisory lock, picks the writer
+    targets: () => ({
+      schema: 'public',
+      table,
+      key: ['id'],
+      columns: [
+        { name: 'id', type: 'integer' },
+        { name: 'v', type: 'text' },
+      ],
+      createTable: true,
+    }),
+  });
+}
+
+const at = (offset: string) => ({ topic: 't', partition: 0, offset });
+
+describe('previousPosition fencing', () => {
+  it('a batch whose previous position is no longer the stored one rolls back; the next one applies', async () => {
+    const table = randomName('fence');
+    const stream = 'kafka/g/t/0';
+    const a = member(table);
+    const b = member(table);
+    try {
+      await expect(
+        a.write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'a' }], { previousPosition: null }, at('1'))),
+      ).resolves.toEqual({ committed: true });
+      // The stale member applies the same range again, from the same starting point.
+      const stale = await b
+        .write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'stale' }], { previousPosition: null }, at('1')))
+        .catch((e: unknown) => e);
+      expect(stale).toMatchObject({ code: 'SINK_FAILED', stream });
+      expect((stale as Error).message).toMatch(/stored position moved while it was in flight/);
+      const rows = await db.pool.query(`SELECT id, v FROM public."${table}"`);
+      expect(rows.rows).toEqual([{ id: 1, v: 'a' }]);
+      // Continuing from the stored position applies.
+      await expect(
+        b.write(fileBatch(stream, 't/0/2-2', [{ id: '2', v: 'b' }], { previousPosition: at('1') }, at('2'))),
+      ).resolves.toEqual({ committed: true });
+      const loads = await db.pool.query(
+        `SELECT source, status FROM tributary.loads WHERE stream = $1 AND status = 'loaded' ORDER BY load_id`,
+        [stream],
+      );
+      expect(loads.rows).toEqual([
+        { source: 't/0/0-1', status: 'loaded' },
+        { source: 't/0/2-2', status: 'loaded' },
+      ]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
