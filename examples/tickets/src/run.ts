@@ -221,6 +221,11 @@ async function applyDataset(
   });
   const sink = ticketSink(pool, [dataset]);
   const onEvent = (event: PipelineEvent) => {
+    // A transient failure re-runs from the checkpoint: the uncommitted file is read again, so
+    // its partial counts are dropped rather than doubled.
+    if (event.type === 'retry') {
+      for (const [key, file] of files) if (file.status === 'planned') files.delete(key);
+    }
     if (event.type === 'committed' && event.source) {
       const file = files.get(event.source);
       if (file && file.status === 'planned') file.status = 'loaded';

@@ -1,6 +1,6 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
-import { isAbortError, TributaryError, toTributaryError } from './errors.js';
+import { isAbortError, isTransient, TributaryError, toTributaryError } from './errors.js';
 import type {
   Batch,
   CheckpointStore,
@@ -23,6 +23,11 @@ export interface PipelineOptions {
   stopSignal?: AbortSignal;
   /** Batches read from the source but not yet written by the sink (backpressure). Default 2. */
   maxInFlight?: number;
+  /**
+   * Transient failures (see `isTransient`) re-run the chain from the last committed checkpoint
+   * this many times. Default 2.
+   */
+  retries?: number;
   /** Where the source's resume positions come from; defaults to the sink. */
   checkpoints?: CheckpointStore;
   onEvent?: EmitEvent;
@@ -65,6 +70,7 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
   if (!isSink(sink)) {
     throw new TributaryError('INVALID_OPTIONS', 'pipeline(): the last stage must be a sink with write()');
   }
+  const target: Sink<Row> = sink;
   const loadLog = sink.loadLog;
   const transforms = rest.slice(0, -1);
   for (const [index, t] of transforms.entries()) {
@@ -90,11 +96,6 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
       // A broken progress renderer must not break a load.
     }
   };
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(options.signal?.reason);
-  if (options.signal?.aborted) onAbort();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-
   const checkpoints = options.checkpoints ?? sink;
   const result: PipelineResult = {
     batches: 0,
@@ -106,163 +107,189 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
     stopped: false,
   };
 
-  // The gate: `pulled - settled` is the number of batches between source and sink.
-  let pulled = 0;
-  let settled = 0;
-  let wakeGate: (() => void) | undefined;
-  const settle = () => {
-    settled++;
-    wakeGate?.();
-  };
-  // A failing stage aborts the run at once, so a source parked at the gate (or in I/O) lets go
-  // and stream teardown can finish.
-  const failFast = (error: unknown): never => {
-    controller.abort(error);
-    wakeGate?.();
-    throw error;
-  };
-
-  async function* gatedSource(): AsyncGenerator<Batch<Row>> {
-    const context: ReadContext = {
-      checkpoint: (s) => checkpoints.checkpoint(s),
-      signal: controller.signal,
-      emit,
-      ...(options.stopSignal ? { stop: options.stopSignal } : {}),
-      ...(loadLog ? { loads: loadLog } : {}),
-    };
-    const iterator = source.read(context)[Symbol.asyncIterator]();
-    let atBoundary = true;
-    try {
-      while (true) {
-        if (options.stopSignal?.aborted && atBoundary) {
-          result.stopped = true;
-          return;
-        }
-        while (pulled - settled >= maxInFlight && !controller.signal.aborted) {
-          await new Promise<void>((resolve) => {
-            wakeGate = resolve;
-          });
-          wakeGate = undefined;
-        }
-        if (controller.signal.aborted) return;
-        const next = await iterator.next();
-        if (next.done) return;
-        pulled++;
-        result.maxReadAhead = Math.max(result.maxReadAhead, pulled - settled);
-        const batch = next.value;
-        atBoundary = batch.meta.commit;
-        result.batches++;
-        result.rowsRead += batch.meta.rowsRead;
-        emit({ type: 'batch-read', stream: batch.stream, rows: batch.rows.length });
-        yield batch;
-      }
-    } finally {
-      await iterator.return?.();
-    }
-  }
-
-  const transformStages = transforms.map(
-    (transform) =>
-      async function* (batches: AsyncIterable<Batch<Row>>): AsyncGenerator<Batch<Row>> {
-        for await (const batch of batches) {
-          let out: Batch<Row> | undefined;
-          try {
-            out = await (transform as Transform<Row, Row>)(batch);
-          } catch (error) {
-            failFast(toTributaryError(error, 'TRANSFORM_FAILED'));
-          }
-          // A dropped batch still carries its position and commit flag to the sink, with
-          // its rows counted as filtered (invariant 5).
-          yield out ?? {
-            ...batch,
-            rows: [],
-            meta: {
-              ...batch.meta,
-              locations: [],
-              filtered: {
-                ...batch.meta.filtered,
-                dropped: (batch.meta.filtered['dropped'] ?? 0) + batch.rows.length,
-              },
-            },
-          };
-        }
-      },
-  );
-
-  const sinkStream = new Writable({
-    objectMode: true,
-    highWaterMark: 1,
-    write(batch: Batch<Row>, _encoding, callback) {
-      writeBatch(batch).then(() => callback(), callback);
-    },
-  });
-
-  const uncommittedRows = new Map<string, number>();
-
-  async function writeBatch(batch: Batch<Row>): Promise<void> {
-    let written: Awaited<ReturnType<Sink['write']>>;
-    try {
-      written = await (sink as Sink<Row>).write(batch);
-    } catch (error) {
-      return failFast(toTributaryError(error, 'SINK_FAILED'));
-    }
-    settle();
-    const filtered = Object.values(batch.meta.filtered).reduce((a, b) => a + b, 0);
-    result.rowsWritten += batch.rows.length;
-    result.rowsFiltered += filtered;
-    emit({
-      type: 'batch-written',
-      stream: batch.stream,
-      rows: batch.rows.length,
-      committed: written.committed,
-    });
-    // Rows of the whole commit unit, reported once it commits.
-    const unitRows = (uncommittedRows.get(batch.stream) ?? 0) + batch.rows.length;
-    uncommittedRows.set(batch.stream, written.committed ? 0 : unitRows);
-    if (!written.committed) return;
-    result.commits++;
-    emit({
-      type: 'committed',
-      stream: batch.stream,
-      ...(batch.meta.source === undefined ? {} : { source: batch.meta.source }),
-      position: batch.position,
-      rows: unitRows,
-    });
-    if (source.committed) {
-      try {
-        await source.committed(batch);
-      } catch (error) {
-        emit({
-          type: 'warning',
-          stream: batch.stream,
-          message: `post-commit step failed (data is committed; it will be retried next run): ${(error as Error).message}`,
-        });
-      }
-    }
-  }
-
+  const retries = options.retries ?? 2;
   emit({ type: 'run-start' });
   try {
-    const readable = Readable.from(gatedSource(), { objectMode: true, highWaterMark: maxInFlight });
-    const chain = [readable, ...transformStages, sinkStream];
-    await (streamPipeline as unknown as (...args: unknown[]) => Promise<void>)(...chain, {
-      signal: controller.signal,
-    });
-  } catch (error) {
-    const firstError =
-      controller.signal.aborted && !options.signal?.aborted ? controller.signal.reason : error;
-    controller.abort(error);
-    const failure =
-      isAbortError(firstError) && options.signal?.aborted
-        ? new TributaryError('ABORTED', 'pipeline aborted', { cause: options.signal.reason })
-        : toTributaryError(firstError, 'INTERNAL');
-    await sink.abort?.(failure).catch(() => undefined);
-    emit({ type: 'run-end', batches: result.batches, rows: result.rowsWritten, error: failure });
-    throw failure;
+    for (let attempt = 0; ; attempt++) {
+      const failure = await runAttempt();
+      if (!failure) break;
+      // A transient failure (connection reset, server restart, S3 5xx) re-runs the chain from
+      // the last committed checkpoint: nothing committed is lost or repeated (invariants 2, 4),
+      // and no unit needs to be held in memory for the replay (invariant 7).
+      const canRetry =
+        attempt < retries && isTransient(failure) && !options.signal?.aborted && !options.stopSignal?.aborted;
+      if (!canRetry) {
+        emit({ type: 'run-end', batches: result.batches, rows: result.rowsWritten, error: failure });
+        throw failure;
+      }
+      emit({ type: 'retry', attempt: attempt + 1, error: failure });
+    }
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
     await source.close?.().catch(() => undefined);
   }
   emit({ type: 'run-end', batches: result.batches, rows: result.rowsWritten });
   return result;
+
+  /** One pass of source → transforms → sink; resolves with the failure (already rolled back), if any. */
+  async function runAttempt(): Promise<TributaryError | undefined> {
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(options.signal?.reason);
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    // The gate: `pulled - settled` is the number of batches between source and sink.
+    let pulled = 0;
+    let settled = 0;
+    let wakeGate: (() => void) | undefined;
+    const settle = () => {
+      settled++;
+      wakeGate?.();
+    };
+    // A failing stage aborts the run at once, so a source parked at the gate (or in I/O) lets go
+    // and stream teardown can finish.
+    const failFast = (error: unknown): never => {
+      controller.abort(error);
+      wakeGate?.();
+      throw error;
+    };
+
+    async function* gatedSource(): AsyncGenerator<Batch<Row>> {
+      const context: ReadContext = {
+        checkpoint: (s) => checkpoints.checkpoint(s),
+        signal: controller.signal,
+        emit,
+        ...(options.stopSignal ? { stop: options.stopSignal } : {}),
+        ...(loadLog ? { loads: loadLog } : {}),
+      };
+      const iterator = source.read(context)[Symbol.asyncIterator]();
+      let atBoundary = true;
+      try {
+        while (true) {
+          if (options.stopSignal?.aborted && atBoundary) {
+            result.stopped = true;
+            return;
+          }
+          while (pulled - settled >= maxInFlight && !controller.signal.aborted) {
+            await new Promise<void>((resolve) => {
+              wakeGate = resolve;
+            });
+            wakeGate = undefined;
+          }
+          if (controller.signal.aborted) return;
+          const next = await iterator.next();
+          if (next.done) return;
+          pulled++;
+          result.maxReadAhead = Math.max(result.maxReadAhead, pulled - settled);
+          const batch = next.value;
+          atBoundary = batch.meta.commit;
+          result.batches++;
+          result.rowsRead += batch.meta.rowsRead;
+          emit({ type: 'batch-read', stream: batch.stream, rows: batch.rows.length });
+          yield batch;
+        }
+      } finally {
+        await iterator.return?.();
+      }
+    }
+
+    const transformStages = transforms.map(
+      (transform) =>
+        async function* (batches: AsyncIterable<Batch<Row>>): AsyncGenerator<Batch<Row>> {
+          for await (const batch of batches) {
+            let out: Batch<Row> | undefined;
+            try {
+              out = await (transform as Transform<Row, Row>)(batch);
+            } catch (error) {
+              failFast(toTributaryError(error, 'TRANSFORM_FAILED'));
+            }
+            // A dropped batch still carries its position and commit flag to the sink, with
+            // its rows counted as filtered (invariant 5).
+            yield out ?? {
+              ...batch,
+              rows: [],
+              meta: {
+                ...batch.meta,
+                locations: [],
+                filtered: {
+                  ...batch.meta.filtered,
+                  dropped: (batch.meta.filtered['dropped'] ?? 0) + batch.rows.length,
+                },
+              },
+            };
+          }
+        },
+    );
+
+    const sinkStream = new Writable({
+      objectMode: true,
+      highWaterMark: 1,
+      write(batch: Batch<Row>, _encoding, callback) {
+        writeBatch(batch).then(() => callback(), callback);
+      },
+    });
+
+    const uncommittedRows = new Map<string, number>();
+
+    async function writeBatch(batch: Batch<Row>): Promise<void> {
+      let written: Awaited<ReturnType<Sink['write']>>;
+      try {
+        written = await (sink as Sink<Row>).write(batch);
+      } catch (error) {
+        return failFast(toTributaryError(error, 'SINK_FAILED'));
+      }
+      settle();
+      const filtered = Object.values(batch.meta.filtered).reduce((a, b) => a + b, 0);
+      result.rowsWritten += batch.rows.length;
+      result.rowsFiltered += filtered;
+      emit({
+        type: 'batch-written',
+        stream: batch.stream,
+        rows: batch.rows.length,
+        committed: written.committed,
+      });
+      // Rows of the whole commit unit, reported once it commits.
+      const unitRows = (uncommittedRows.get(batch.stream) ?? 0) + batch.rows.length;
+      uncommittedRows.set(batch.stream, written.committed ? 0 : unitRows);
+      if (!written.committed) return;
+      result.commits++;
+      emit({
+        type: 'committed',
+        stream: batch.stream,
+        ...(batch.meta.source === undefined ? {} : { source: batch.meta.source }),
+        position: batch.position,
+        rows: unitRows,
+      });
+      if (source.committed) {
+        try {
+          await source.committed(batch);
+        } catch (error) {
+          emit({
+            type: 'warning',
+            stream: batch.stream,
+            message: `post-commit step failed (data is committed; it will be retried next run): ${(error as Error).message}`,
+          });
+        }
+      }
+    }
+
+    try {
+      const readable = Readable.from(gatedSource(), { objectMode: true, highWaterMark: maxInFlight });
+      const chain = [readable, ...transformStages, sinkStream];
+      await (streamPipeline as unknown as (...args: unknown[]) => Promise<void>)(...chain, {
+        signal: controller.signal,
+      });
+      return undefined;
+    } catch (error) {
+      const firstError =
+        controller.signal.aborted && !options.signal?.aborted ? controller.signal.reason : error;
+      controller.abort(error);
+      const failure =
+        isAbortError(firstError) && options.signal?.aborted
+          ? new TributaryError('ABORTED', 'pipeline aborted', { cause: options.signal.reason })
+          : toTributaryError(firstError, 'INTERNAL');
+      await target.abort?.(failure).catch(() => undefined);
+      return failure;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
 }

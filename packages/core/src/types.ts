@@ -49,6 +49,8 @@ export type PipelineEvent =
   /** A commit unit (file) committed; `rows` counts all its rows written to the sink. */
   | { type: 'committed'; stream: string; source?: string; position: Position; rows: number }
   | { type: 'warning'; stream?: string; message: string; detail?: Record<string, unknown> }
+  /** A transient failure rolled back; the chain restarts from the last committed checkpoint. */
+  | { type: 'retry'; attempt: number; error: Error }
   | { type: 'run-end'; batches: number; rows: number; error?: Error };
 
 export type EmitEvent = (event: PipelineEvent) => void;

@@ -173,3 +173,48 @@ describe('pipeline() read context', () => {
     expect(seen?.stop).toBe(stop.signal);
   });
 });
+
+describe('pipeline() retries', () => {
+  it('re-runs from the last committed checkpoint after a transient failure, applying each unit once', async () => {
+    const source = memorySource({ units: [[rows(2)], [rows(2, 2), rows(2, 4)], [rows(2, 6)]] });
+    let failed = false;
+    const sink = memorySink({
+      beforeWrite: (batch) => {
+        if (!failed && batch.position['unit'] === 1 && batch.position['batch'] === 1) {
+          failed = true;
+          throw new TributaryError('TRANSIENT', 'connection reset', { retriable: true });
+        }
+      },
+    });
+    const events: string[] = [];
+    await pipeline(source, sink, { onEvent: (e) => events.push(e.type) });
+    expect(sink.rows.map((r) => r['id'])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(events.filter((t) => t === 'retry')).toHaveLength(1);
+    // The second pass resumed after unit 0 instead of reading it again.
+    expect(source.resumedFrom).toEqual({ unit: 0, batch: 0 });
+  });
+
+  it('does not retry errors that are not transient, nor past the retry budget', async () => {
+    const permanent = memorySink({
+      beforeWrite: () => {
+        throw new Error('syntax error');
+      },
+    });
+    const events: string[] = [];
+    await expect(
+      pipeline(memorySource({ units: [[rows(1)]] }), permanent, { onEvent: (e) => events.push(e.type) }),
+    ).rejects.toThrow(/syntax error/);
+    expect(events).not.toContain('retry');
+    let attempts = 0;
+    const flaky = memorySink({
+      beforeWrite: () => {
+        attempts++;
+        throw new TributaryError('TRANSIENT', 'still down', { retriable: true });
+      },
+    });
+    await expect(pipeline(memorySource({ units: [[rows(1)]] }), flaky, { retries: 1 })).rejects.toThrow(
+      /still down/,
+    );
+    expect(attempts).toBe(2);
+  });
+});

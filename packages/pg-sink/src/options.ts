@@ -89,6 +89,14 @@ export interface PgSinkOptions {
    * resumes from the checkpoint. Default 500,000.
    */
   replayBufferRows?: number;
+  /**
+   * The same bound in input bytes (`batch.meta.bytes`, the size of the source text), which is
+   * what keeps memory flat for wide rows: parsed rows take ~12× their text in V8. Default
+   * 4 MiB. A bigger unit's transient failure is raised as retriable and `pipeline()` re-runs
+   * it from the checkpoint, re-reading the file (invariant 7: memory does not grow with file
+   * size).
+   */
+  replayBufferBytes?: number;
   faults?: FaultHooks;
 }
 
@@ -100,6 +108,7 @@ export interface ResolvedOptions {
   lockWaitMs: number | undefined;
   retries: number;
   replayBufferRows: number;
+  replayBufferBytes: number;
   faults: FaultHooks | undefined;
 }
 
@@ -193,6 +202,10 @@ export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
   if (!Number.isInteger(replayBufferRows) || replayBufferRows < 0) {
     throw invalid('replayBufferRows', `must be an integer ≥ 0, got ${replayBufferRows}`);
   }
+  const replayBufferBytes = options.replayBufferBytes ?? 4 * 1024 * 1024;
+  if (!Number.isInteger(replayBufferBytes) || replayBufferBytes < 0) {
+    throw invalid('replayBufferBytes', `must be an integer ≥ 0, got ${replayBufferBytes}`);
+  }
   const wait = options.lock?.wait ?? false;
   let lockWaitMs: number | undefined;
   if (wait !== false) {
@@ -218,6 +231,7 @@ export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
     lockWaitMs,
     retries,
     replayBufferRows,
+    replayBufferBytes,
     faults: options.faults,
   };
 }

@@ -88,6 +88,7 @@ interface OpenUnit {
   /** Batches kept to replay the unit after a transient failure; undefined once over the cap. */
   buffer: Batch<Row>[] | undefined;
   bufferedRows: number;
+  bufferedBytes: number;
   stats: UnitStats;
   /** COMMIT was sent: after a connection loss the outcome is unknown until checked. */
   commitSent: boolean;
@@ -235,6 +236,7 @@ class PgSinkImpl implements PgSink {
         startedAt: new Date(),
         buffer: [],
         bufferedRows: 0,
+        bufferedBytes: 0,
         stats: emptyStats(),
         commitSent: false,
       };
@@ -242,9 +244,14 @@ class PgSinkImpl implements PgSink {
     }
     const openUnit = unit;
     if (openUnit.buffer) {
-      if (openUnit.bufferedRows + batch.rows.length <= this.#options.replayBufferRows) {
+      const bytes = batch.meta.bytes ?? 0;
+      if (
+        openUnit.bufferedRows + batch.rows.length <= this.#options.replayBufferRows &&
+        openUnit.bufferedBytes + bytes <= this.#options.replayBufferBytes
+      ) {
         openUnit.buffer.push(batch);
         openUnit.bufferedRows += batch.rows.length;
+        openUnit.bufferedBytes += bytes;
       } else {
         openUnit.buffer = undefined; // too large to replay in process (invariant 7)
       }
