@@ -98,6 +98,72 @@ class ByteCounter extends Transform {
   }
 }
 
+/** Largest CSV record accepted (characters); a 50 MB field still fits. */
+export const MAX_RECORD_CHARS = 64 * 1024 * 1024;
+
+/**
+ * Rejects bytes that are not UTF-8 instead of letting the decoder turn them into U+FFFD and
+ * storing the mangled text (invariant 6: fail loud). The native streaming decoder checks every
+ * chunk; only on failure is the offending offset located, to name the line.
+ */
+export class Utf8Validator extends Transform {
+  private readonly decoder = new TextDecoder('utf-8', { fatal: true });
+  private newlines = 0;
+  private offset = 0;
+
+  constructor(private readonly onInvalid: (line: number, byteOffset: number) => Error) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.decoder.decode(chunk, { stream: true });
+    } catch {
+      const bad = firstInvalidUtf8(chunk);
+      const before = chunk.subarray(0, bad);
+      let lines = 0;
+      for (let i = before.indexOf(0x0a); i >= 0; i = before.indexOf(0x0a, i + 1)) lines++;
+      callback(this.onInvalid(this.newlines + lines + 1, this.offset + bad));
+      return;
+    }
+    for (let i = chunk.indexOf(0x0a); i >= 0; i = chunk.indexOf(0x0a, i + 1)) this.newlines++;
+    this.offset += chunk.length;
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      this.decoder.decode();
+      callback();
+    } catch {
+      callback(this.onInvalid(this.newlines + 1, this.offset));
+    }
+  }
+}
+
+/** Offset of the first byte that starts an invalid UTF-8 sequence (chunk length if none). */
+function firstInvalidUtf8(bytes: Buffer): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i]!;
+    const need =
+      b < 0x80
+        ? 0
+        : b >= 0xc2 && b <= 0xdf
+          ? 1
+          : b >= 0xe0 && b <= 0xef
+            ? 2
+            : b >= 0xf0 && b <= 0xf4
+              ? 3
+              : -1;
+    if (need < 0) return i;
+    if (i + need >= bytes.length) return i; // cut at the chunk's end: reported where it starts
+    for (let k = 1; k <= need; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return i;
+    i += need + 1;
+  }
+  return bytes.length;
+}
+
 /**
  * Splits JSON lines: one parsed object per non-empty line, with its line number. A UTF-8 BOM is
  * dropped, CRLF and LF both end a line.
@@ -405,6 +471,9 @@ async function* readOnce(
       : parse({
           bom: true,
           info: true,
+          // One record may not hold more than this many characters: a runaway quote must fail
+          // with its line, not buffer the rest of a multi-GB file (invariant 7).
+          max_record_size: MAX_RECORD_CHARS,
           skip_empty_lines: true,
           // Header → column names, checked before any row of the file is emitted.
           columns: (header: string[]) => {
@@ -420,7 +489,18 @@ async function* readOnce(
             return header;
           },
         });
-  const stages: NodeJS.ReadWriteStream[] = gzip ? [stored, createGunzip(), decoded] : [stored];
+  const utf8 = new Utf8Validator(
+    (line, byteOffset) =>
+      new TributaryError(
+        'MALFORMED_ROW',
+        `${key}:${line}: invalid UTF-8 (byte ${byteOffset} of the decoded text)`,
+        {
+          stream: streamId,
+          location: { file: key, line },
+        },
+      ),
+  );
+  const stages: NodeJS.ReadWriteStream[] = gzip ? [stored, createGunzip(), decoded, utf8] : [stored, utf8];
   const wiring = (streamPipeline as unknown as (...s: unknown[]) => Promise<void>)(raw, ...stages, parser);
   wiring.catch(() => undefined); // failures surface through the parser, drained below
 
