@@ -3,13 +3,11 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { generateBucket, uploadBucket } from '@tributary/example-tickets';
 import { describe, expect, inject, it } from 'vitest';
-import { cliEnv, collect, runCli, startCli } from './support/cli.js';
-import { createTestBucket, createTestDatabase } from './support/services.js';
+import { collect, runCli, startCli } from './support/cli.js';
+import { SMALL, world } from './support/reliability.js';
 import { diffAgainstOracle, listAll } from './support/tickets.js';
 
-const SCALE = 0.05;
 const brokers = () => inject('kafkaBrokers').join(',');
 const topicName = () => `tickets.${randomBytes(4).toString('hex')}`;
 
@@ -28,14 +26,6 @@ async function groupHasMember(groupId: string): Promise<void> {
   } finally {
     await admin.disconnect();
   }
-}
-
-async function world() {
-  const db = await createTestDatabase();
-  const { bucket, client } = await createTestBucket();
-  const files = generateBucket({ scale: SCALE });
-  await uploadBucket(files, client, bucket);
-  return { db, bucket, client, files, env: cliEnv({ databaseUrl: db.url, bucket }) };
 }
 
 describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', () => {
@@ -280,7 +270,7 @@ describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', () =
     const first = await archive('a1');
     expect(first.code, first.stderr).toBe(0);
     const objects = (first.json as { objects: string[] }).objects;
-    const total = 6020 * SCALE + 4 + 17 + 45 + 9;
+    const total = 6020 * SMALL + 4 + 17 + 45 + 9;
     expect(objects).toHaveLength(Math.ceil(Math.round(total) / 1000));
     const second = await archive('a2');
     expect((second.json as { objects: string[] }).objects).toEqual(objects);

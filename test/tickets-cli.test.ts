@@ -1,12 +1,9 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { type GeneratedFile, generateBucket, uploadBucket } from '@tributary/example-tickets';
+import { generateBucket } from '@tributary/example-tickets';
 import { describe, expect, it } from 'vitest';
-import { cliEnv, collect, runCli, startCli } from './support/cli.js';
-import { createTestBucket, createTestDatabase } from './support/services.js';
+import { collect, runCli, startCli } from './support/cli.js';
+import { world } from './support/reliability.js';
 import { diffAgainstOracle, listAll } from './support/tickets.js';
-
-// Small baselines keep each case fast; the shape (sentinel, alarms, deltas) is the seed's.
-const SCALE = 0.05;
 
 interface RunJson {
   dryRun: boolean;
@@ -23,15 +20,6 @@ interface RunJson {
     }[];
     error: string | null;
   }[];
-}
-
-async function world(options: { files?: GeneratedFile[] } = {}) {
-  const db = await createTestDatabase();
-  const { bucket, client } = await createTestBucket();
-  const files = options.files ?? generateBucket({ scale: SCALE });
-  await uploadBucket(files, client, bucket);
-  const env = cliEnv({ databaseUrl: db.url, bucket });
-  return { db, bucket, client, files, env };
 }
 
 describe('tickets-pipeline (real binary, s3rver, PostgreSQL)', () => {
