@@ -11,6 +11,26 @@ import { diffAgainstOracle, listAll } from './support/tickets.js';
 const brokers = () => inject('kafkaBrokers').join(',');
 const topicName = () => `tickets.${randomBytes(4).toString('hex')}`;
 
+type World = Awaited<ReturnType<typeof world>>;
+
+/** `publish --apply` of one dataset to a topic, through the real binary. */
+function publish(w: World, topic: string, extra: string[] = [], dataset = 'inc') {
+  return runCli(
+    ['publish', '--dataset', dataset, '--brokers', brokers(), '--topic', topic, '--apply', ...extra],
+    w.env,
+  );
+}
+
+/** `subscribe --exit-when-idle` of a topic into tickets.inc, through the real binary. */
+function subscribe(w: World, topic: string, group: string, extraEnv: Record<string, string> = {}) {
+  return collect(
+    startCli(['subscribe', '--brokers', brokers(), '--topic', topic, '--group', group, '--exit-when-idle'], {
+      ...w.env,
+      ...extraEnv,
+    }),
+  );
+}
+
 /** Waits (bounded polling of the broker) until a consumer group has a member with an assignment. */
 async function groupHasMember(groupId: string): Promise<void> {
   const { Kafka } = await import('kafkajs');
@@ -99,15 +119,9 @@ describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', () =
     expect(crashed.signal).toBe('SIGKILL');
     // The file was sent but its checkpoint never moved: it is still pending and gets re-sent.
     expect(await listAll(w.client, w.bucket, 'automations/inc/changes/')).toHaveLength(4);
-    const published = await runCli(
-      ['publish', '--dataset', 'inc', '--brokers', brokers(), '--topic', topic, '--apply'],
-      w.env,
-    );
+    const published = await publish(w, topic);
     expect(published.code, published.stderr).toBe(0);
-    const subscribed = await runCli(
-      ['subscribe', '--brokers', brokers(), '--topic', topic, '--group', 'g', '--exit-when-idle'],
-      w.env,
-    );
+    const subscribed = await subscribe(w, topic, 'g');
     expect(subscribed.code, subscribed.stderr).toBe(0);
     expect(await diffAgainstOracle(w.db.pool, 'inc', w.files)).toEqual([]);
   });
@@ -115,29 +129,14 @@ describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', () =
   it('kill -9 of a subscriber after its Postgres commit, then a restart: exact table, no gap', async () => {
     const w = await world();
     const topic = topicName();
-    expect(
-      (
-        await runCli(
-          ['publish', '--dataset', 'inc', '--brokers', brokers(), '--topic', topic, '--apply'],
-          w.env,
-        )
-      ).code,
-    ).toBe(0);
-    const killed = await collect(
-      startCli(['subscribe', '--brokers', brokers(), '--topic', topic, '--group', 'g', '--exit-when-idle'], {
-        ...w.env,
-        TRIBUTARY_FAULT: 'kafka:subscriber-after-commit',
-      }),
-    );
+    expect((await publish(w, topic)).code).toBe(0);
+    const killed = await subscribe(w, topic, 'g', { TRIBUTARY_FAULT: 'kafka:subscriber-after-commit' });
     expect(killed.signal).toBe('SIGKILL');
     const partial = await w.db.pool.query(
       `SELECT count(*)::int AS n FROM tributary.checkpoints WHERE stream LIKE 'kafka/g/%'`,
     );
     expect(partial.rows[0].n).toBeGreaterThan(0); // it did commit something before dying
-    const resumed = await runCli(
-      ['subscribe', '--brokers', brokers(), '--topic', topic, '--group', 'g', '--exit-when-idle'],
-      w.env,
-    );
+    const resumed = await subscribe(w, topic, 'g');
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(await diffAgainstOracle(w.db.pool, 'inc', w.files)).toEqual([]);
   });
@@ -145,14 +144,7 @@ describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', () =
   it('history mode: kill -9 of a subscriber mid-stream, then a restart: exact table, no duplicate history rows', async () => {
     const w = await world();
     const topic = topicName();
-    expect(
-      (
-        await runCli(
-          ['publish', '--dataset', 'inc', '--brokers', brokers(), '--topic', topic, '--apply'],
-          w.env,
-        )
-      ).code,
-    ).toBe(0);
+    expect((await publish(w, topic)).code).toBe(0);
     const script = join(import.meta.dirname, 'support', 'history-subscriber.ts');
     const env = { ...w.env, KAFKA_BROKERS: brokers(), TOPIC: topic, GROUP: 'hist', TABLE: 'inc' };
     const start = (extra: Record<string, string> = {}) =>
