@@ -10,7 +10,6 @@ import { type CsvError, parse } from 'csv-parse';
 import type { DataFormat } from './keys.js';
 import { normalizeEtag } from './list.js';
 import type { ColumnCheck, RetryOptions } from './options.js';
-import { withRetry } from './retry.js';
 
 export interface ReadFileOptions {
   client: S3Client;
@@ -418,14 +417,11 @@ async function* readOnce(
   state: { correction: number },
 ): AsyncGenerator<FileChunk> {
   const { key, stream: streamId } = options;
-  const response = await withRetry(
-    () =>
-      options.client.send(
-        new GetObjectCommand({ Bucket: options.bucket, Key: key, IfMatch: `"${options.etag}"` }),
-        { abortSignal: options.signal },
-      ),
-    options.retry,
-    { signal: options.signal, onRetry: options.onRetry },
+  // No retry wrapper here: readFileBatches' loop already retries the whole read (GetObject
+  // included) with backoff; a second layer multiplied the attempts (5 × 5 × the SDK's own).
+  const response = await options.client.send(
+    new GetObjectCommand({ Bucket: options.bucket, Key: key, IfMatch: `"${options.etag}"` }),
+    { abortSignal: options.signal },
   );
   const body = response.Body as Readable | undefined;
   // Servers that ignore If-Match (s3rver) still return the ETag: a re-export between listing and
