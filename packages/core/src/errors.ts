@@ -17,6 +17,7 @@ export const ErrorCodes = [
   'MISSING_CONSTRAINT',
   'CAST_FAILED',
   'STREAM_LOCKED',
+  'FENCED',
   'TRANSIENT',
   'POISON_MESSAGE',
   'INTERNAL',

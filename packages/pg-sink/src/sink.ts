@@ -203,6 +203,9 @@ class PgSinkImpl implements PgSink {
 
   async checkpoint(stream: string): Promise<Position | null> {
     const session = await this.#session(stream);
+    // A failed unit may have dropped the connection (and lock): take them again, as a
+    // pipeline() retry resumes from here.
+    if (!session.client) await this.#connect(session);
     try {
       return await readPosition(session.client!, this.schema, stream);
     } catch (error) {
@@ -282,7 +285,12 @@ class PgSinkImpl implements PgSink {
             replay = true;
             await this.#discardTransaction(session, error);
           },
-          shouldRetry: ({ error }) => isTransient(error) && openUnit.buffer !== undefined,
+          // A fenced unit would fail the same way again: only pipeline() can help, by re-reading
+          // from the (moved) stored position.
+          shouldRetry: ({ error }) =>
+            isTransient(error) &&
+            !(error instanceof TributaryError && error.code === 'FENCED') &&
+            openUnit.buffer !== undefined,
         },
       );
     } catch (error) {
@@ -721,10 +729,12 @@ class PgSinkImpl implements PgSink {
       ],
     );
     if (fenced && written.rowCount === 0) {
+      // Retriable: pipeline() re-runs the source from the stored position, so a Kafka member
+      // that lost its partition in a rebalance rejoins the group instead of exiting.
       throw new TributaryError(
-        'SINK_FAILED',
+        'FENCED',
         `stream "${batch.stream}": ${unit.source} was not applied: the stored position moved while it was in flight (another writer applied this range, e.g. after a rebalance); rolled back so nothing is applied twice`,
-        { stream: batch.stream, location: { file: unit.source } },
+        { stream: batch.stream, location: { file: unit.source }, retriable: true },
       );
     }
     const hook = this.#options.faults?.beforeCommit;

@@ -45,7 +45,7 @@ describe('previousPosition fencing', () => {
       const stale = await b
         .write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'stale' }], { previousPosition: null }, at('1')))
         .catch((e: unknown) => e);
-      expect(stale).toMatchObject({ code: 'SINK_FAILED', stream });
+      expect(stale).toMatchObject({ code: 'FENCED', retriable: true, stream });
       expect((stale as Error).message).toMatch(/stored position moved while it was in flight/);
       const rows = await db.pool.query(`SELECT id, v FROM public."${table}"`);
       expect(rows.rows).toEqual([{ id: 1, v: 'a' }]);
