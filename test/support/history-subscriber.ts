@@ -6,7 +6,7 @@
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 
 import { pipeline } from '@tributary/core';
-import { ticketTransforms } from '@tributary/example-tickets';
+import { type Dataset, ticketTarget, ticketTransforms } from '@tributary/example-tickets';
 import {
   createDecoder,
   fastKafkaConfig,
@@ -16,7 +16,6 @@ import {
 import { pgSink } from '@tributary/pg-sink';
 import { Kafka } from 'kafkajs';
 import pg from 'pg';
-import { DEFAULT_DROP_FIELDS, TIME_ZONE, tableColumns } from '../../examples/tickets/src/tickets.js';
 
 const env = (name: string): string => {
   const value = process.env[name];
@@ -29,15 +28,7 @@ const pool = new pg.Pool({ connectionString: env('DATABASE_URL'), max: 4 });
 const sink = pgSink({
   pool,
   lock: { enabled: false },
-  targets: () => ({
-    schema: 'tickets',
-    table: env('TABLE'),
-    key: ['ticket_id'],
-    columns: tableColumns(DEFAULT_DROP_FIELDS),
-    createTable: true,
-    mode: 'history',
-    timeZone: TIME_ZONE,
-  }),
+  targets: () => ticketTarget(env('TABLE') as Dataset, 'history'),
 });
 const source = kafkaSubscribeSource({
   kafka,

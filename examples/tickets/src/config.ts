@@ -91,14 +91,26 @@ export function parseChoice<T extends string>(flag: string, text: string, choice
  * The binary's pool for DATABASE_URL. Idle-connection errors (a restarted server) are reported,
  * never thrown: an unhandled pool 'error' would crash the process (pg-pool's most reported bug).
  */
-export function openPool(env: Environment, onIdleError: (error: Error) => void, max = 4): pg.Pool {
+export function openPool(
+  env: Environment,
+  logger: { warn(obj: object, msg: string): void },
+  max = 4,
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: requireDatabaseUrl(env),
     application_name: 'tickets-pipeline',
     max,
   });
-  pool.on('error', onIdleError);
+  // The message only, through the logger's redaction: no connection details.
+  pool.on('error', (error) => logger.warn({ err: error.message }, 'idle PostgreSQL connection failed'));
   return pool;
+}
+
+export type LatePolicy = 'error' | 'apply' | 'skip';
+
+/** `--late-files error|apply|skip` (default error). */
+export function parseLatePolicy(text: unknown): LatePolicy {
+  return parseChoice('--late-files', String(text ?? 'error'), ['error', 'apply', 'skip'] as const);
 }
 
 /** Commands that work on exactly one dataset. */

@@ -16,6 +16,7 @@ export {
   streamId,
   ticketSink,
   ticketStream,
+  ticketTarget,
 } from './run.js';
 export * from './tickets.js';
 export { uploadBucket, writeBucketToDir } from './upload.js';

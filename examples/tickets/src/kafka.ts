@@ -14,7 +14,7 @@ import {
   createS3Client,
   type Environment,
   openPool,
-  parseChoice,
+  parseLatePolicy,
   parsePositiveNumber,
   singleDataset,
   UsageError,
@@ -24,13 +24,12 @@ import { describeError, type Logger, progressRenderer, stopOnSignals } from './o
 import {
   CONTROL_SCHEMA,
   type FileReport,
-  type LatePolicy,
   type StreamReport,
   streamId,
-  TARGET_SCHEMA,
   ticketStream,
+  ticketTarget,
 } from './run.js';
-import { DEFAULT_DROP_FIELDS, TICKET_COLUMNS, TIME_ZONE, tableColumns, ticketTransforms } from './tickets.js';
+import { TICKET_COLUMNS, ticketTransforms } from './tickets.js';
 
 interface KafkaContext {
   env: Environment;
@@ -81,14 +80,8 @@ async function publish(
   const dataset = singleDataset('publish', opts['dataset']);
   const topic = String(opts['topic'] ?? `tickets.${dataset}`);
   const partitions = parsePositiveNumber('--partitions', String(opts['partitions'] ?? '3'));
-  const lateFiles = parseChoice('--late-files', String(opts['lateFiles'] ?? 'error'), [
-    'error',
-    'apply',
-    'skip',
-  ] as const) as LatePolicy;
-  const pool = openPool(ctx.env, (error) =>
-    ctx.logger.warn({ err: describeError(error) }, 'idle PostgreSQL connection failed'),
-  );
+  const lateFiles = parseLatePolicy(opts['lateFiles']);
+  const pool = openPool(ctx.env, ctx.logger);
   const client = createS3Client(ctx.env);
   const stream = streamId(dataset);
   const report: StreamReport = { stream, watermark: null, files: [], error: null };
@@ -158,9 +151,7 @@ async function subscribe(
   const dataset = singleDataset('subscribe', opts['dataset']);
   const topic = String(opts['topic']);
   const groupId = String(opts['group']);
-  const pool = openPool(ctx.env, (error) =>
-    ctx.logger.warn({ err: describeError(error) }, 'idle PostgreSQL connection failed'),
-  );
+  const pool = openPool(ctx.env, ctx.logger);
   const report: StreamReport = {
     stream: `kafka/${groupId}/${topic}`,
     watermark: null,
@@ -182,15 +173,7 @@ async function subscribe(
       // Partitions move between group members: Kafka's group membership is the single writer
       // per partition, so no advisory lock is held for the whole run.
       lock: { enabled: false },
-      targets: () => ({
-        schema: TARGET_SCHEMA,
-        table: dataset,
-        key: ['ticket_id'],
-        columns: tableColumns(DEFAULT_DROP_FIELDS),
-        createTable: true,
-        mode: 'upsert',
-        timeZone: TIME_ZONE,
-      }),
+      targets: () => ticketTarget(dataset),
     });
     try {
       await pipeline(source, ...ticketTransforms(), sink, {

@@ -2,8 +2,8 @@ import { TributaryError } from '@tributary/core';
 import {
   createS3Client,
   openPool,
-  parseChoice,
   parseDatasets,
+  parseLatePolicy,
   parsePositiveNumber,
   readEnvironment,
   UsageError,
@@ -12,7 +12,7 @@ import { runDemo } from './demo.js';
 import { generateBucket } from './generate.js';
 import { startMetricsServer } from './metrics.js';
 import { createLogger, describeError, progressRenderer, stopOnSignals, table } from './output.js';
-import { type LatePolicy, runDatasets, type StreamReport } from './run.js';
+import { runDatasets, type StreamReport } from './run.js';
 import { readStatus } from './status.js';
 import { uploadBucket, writeBucketToDir } from './upload.js';
 
@@ -88,11 +88,7 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
       case 'run':
       case 'replay': {
         const datasets = parseDatasets(String(opts['dataset']));
-        const lateFiles = parseChoice('--late-files', String(opts['lateFiles'] ?? 'error'), [
-          'error',
-          'apply',
-          'skip',
-        ] as const) as LatePolicy;
+        const lateFiles = parseLatePolicy(opts['lateFiles']);
         const intervalMs = parsePositiveNumber('--interval', String(opts['interval'] ?? '60')) * 1000;
         const metricsPort =
           opts['metricsPort'] === undefined
@@ -101,9 +97,7 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
         const apply = Boolean(opts['apply']);
         const watch = command === 'run' && Boolean(opts['watch']);
         if (watch && !apply) throw new UsageError('--watch needs --apply');
-        const pool = openPool(env, (error) =>
-          logger.warn({ err: describeError(error) }, 'idle PostgreSQL connection failed'),
-        );
+        const pool = openPool(env, logger);
         const client = createS3Client(env);
         const stop = stopOnSignals(logger);
         const renderer = progressRenderer(logger, tty);
@@ -144,7 +138,7 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
       }
       case 'status': {
         const datasets = parseDatasets(String(opts['dataset']));
-        const pool = openPool(env, () => undefined, 2);
+        const pool = openPool(env, logger, 2);
         const client = createS3Client(env);
         try {
           const streams = await readStatus(env, client, pool, datasets);

@@ -7,10 +7,13 @@ import {
   type Transform,
   TributaryError,
 } from '@tributary/core';
-import { type PgSink, pgSink, readState } from '@tributary/pg-sink';
+import { type PgSink, pgSink, readState, type TargetTable } from '@tributary/pg-sink';
 import { type S3Source, type StreamDefinition, s3Source } from '@tributary/s3-source';
 import type pg from 'pg';
-import type { Environment } from './config.js';
+import type { Environment, LatePolicy } from './config.js';
+
+export type { LatePolicy } from './config.js';
+
 import {
   type Dataset,
   DEFAULT_DROP_FIELDS,
@@ -21,7 +24,6 @@ import {
   ticketTransforms,
 } from './tickets.js';
 
-export type LatePolicy = 'error' | 'apply' | 'skip';
 export type FileStatus = 'planned' | 'loaded' | 'late' | 'skipped' | 'failed';
 
 export interface FileReport {
@@ -87,24 +89,24 @@ export function ticketStream(
   };
 }
 
+/** `tickets.<dataset>`: typed columns, upsert on ticket_id, offset-less times in Nairobi. */
+export function ticketTarget(dataset: Dataset, mode: TargetTable['mode'] = 'upsert'): TargetTable {
+  return {
+    schema: TARGET_SCHEMA,
+    table: dataset,
+    key: ['ticket_id'],
+    columns: tableColumns(DEFAULT_DROP_FIELDS),
+    createTable: true,
+    mode,
+    timeZone: TIME_ZONE,
+  };
+}
+
 export function ticketSink(pool: pg.Pool, datasets: Dataset[]): PgSink {
   return pgSink({
     pool,
     schema: CONTROL_SCHEMA,
-    targets: Object.fromEntries(
-      datasets.map((dataset) => [
-        streamId(dataset),
-        {
-          schema: TARGET_SCHEMA,
-          table: dataset,
-          key: ['ticket_id'],
-          columns: tableColumns(DEFAULT_DROP_FIELDS),
-          createTable: true,
-          mode: 'upsert' as const,
-          timeZone: TIME_ZONE,
-        },
-      ]),
-    ),
+    targets: Object.fromEntries(datasets.map((dataset) => [streamId(dataset), ticketTarget(dataset)])),
   });
 }
 
