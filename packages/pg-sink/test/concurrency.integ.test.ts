@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTestDatabase, randomName, type TestDatabase } from '../../../test/support/services.js';
 import { type PgSink, type PgSinkOptions, pgSink, type TargetTable } from '../src/index.js';
-import { fileBatch } from './helpers.js';
+import { fileBatch, idValueTarget } from './helpers.js';
 
 let db: TestDatabase;
 const pools: pg.Pool[] = [];
@@ -27,18 +27,7 @@ function runnerPool(name: string): pg.Pool {
   return pool;
 }
 
-function target(): TargetTable {
-  return {
-    schema: 'public',
-    table: randomName('t'),
-    key: ['id'],
-    columns: [
-      { name: 'id', type: 'integer' },
-      { name: 'v', type: 'text' },
-    ],
-    createTable: true,
-  };
-}
+const target = (): TargetTable => idValueTarget(randomName('t'));
 
 function sinkFor(pool: pg.Pool, t: TargetTable, extra: Partial<PgSinkOptions> = {}): PgSink {
   const sink = pgSink({ pool, targets: () => t, ...extra });

@@ -2,7 +2,7 @@ import { type Batch, pipeline, type Row, type Source, TributaryError } from '@tr
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, randomName, type TestDatabase } from '../../../test/support/services.js';
 import { type PgSink, pgCheckpointStore, pgSink, readState, type TargetTable } from '../src/index.js';
-import { fileBatch } from './helpers.js';
+import { fileBatch, idValueTarget } from './helpers.js';
 
 let db: TestDatabase;
 const sinks: PgSink[] = [];
@@ -14,18 +14,7 @@ afterEach(async () => {
   for (const sink of sinks.splice(0)) await sink.close().catch(() => undefined);
 });
 
-function target(): TargetTable {
-  return {
-    schema: 'public',
-    table: randomName('t'),
-    key: ['id'],
-    columns: [
-      { name: 'id', type: 'integer' },
-      { name: 'n', type: 'integer' },
-    ],
-    createTable: true,
-  };
-}
+const target = (): TargetTable => idValueTarget(randomName('t'), 'n', 'integer');
 
 function arraySource(batches: Batch<Row>[], failAfter?: Error): Source<Row> {
   return {

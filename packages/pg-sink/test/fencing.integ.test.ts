@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, randomName, type TestDatabase } from '../../../test/support/services.js';
 import { type PgSink, pgSink } from '../src/index.js';
-import { fileBatch } from './helpers.js';
+import { fileBatch, idValueTarget } from './helpers.js';
 
 // Regression (issue 7, reliability suite): two Kafka group members applied the same offsets
 // after a rebalance while a batch was in flight. A batch that names the stored position it
@@ -16,16 +16,7 @@ function member(table: string): PgSink {
   return pgSink({
     pool: db.pool,
     lock: { enabled: false }, // Kafka group membership, not an advisory lock, picks the writer
-    targets: () => ({
-      schema: 'public',
-      table,
-      key: ['id'],
-      columns: [
-        { name: 'id', type: 'integer' },
-        { name: 'v', type: 'text' },
-      ],
-      createTable: true,
-    }),
+    targets: () => idValueTarget(table),
   });
 }
 

@@ -1,4 +1,19 @@
 import type { Batch, BatchMeta, Position, Row } from '@tributary/core';
+import type { TargetTable } from '../src/index.js';
+
+/** A two-column target `(id integer PRIMARY KEY, <value> <type>)` in public, created on first use. */
+export function idValueTarget(table: string, value = 'v', type = 'text'): TargetTable {
+  return {
+    schema: 'public',
+    table,
+    key: ['id'],
+    columns: [
+      { name: 'id', type: 'integer' },
+      { name: value, type },
+    ],
+    createTable: true,
+  };
+}
 
 let positionCounter = 0;
 

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, randomName, type TestDatabase } from '../../../test/support/services.js';
 import { pgSink } from '../src/index.js';
+import { idValueTarget } from './helpers.js';
 
 // A unit too big for pg-sink's in-memory replay (the replay caps are 0 here) whose connection is
 // killed before COMMIT: pg-sink raises a retriable error and pipeline() re-runs the source from
@@ -25,16 +26,7 @@ describe('pipeline() retry through pg-sink', () => {
       pool: db.pool,
       replayBufferRows: 0,
       replayBufferBytes: 0,
-      targets: () => ({
-        schema: 'public',
-        table,
-        key: ['id'],
-        columns: [
-          { name: 'id', type: 'integer' },
-          { name: 'v', type: 'text' },
-        ],
-        createTable: true,
-      }),
+      targets: () => idValueTarget(table),
       faults: {
         // Terminate the writer's own backend while the second unit's transaction is open.
         beforeCommit: async ({ source }) => {

@@ -1,10 +1,9 @@
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { type Batch, pipeline, type Row, TributaryError } from '@tributary/core';
 import { memorySink } from '@tributary/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestBucket, type TestBucket, testS3Client } from '../../../test/support/services.js';
 import { type StreamDefinition, s3Source } from '../src/index.js';
-import { csv, FakeLoadLog, loggingSink, put } from './helpers.js';
+import { csv, FakeLoadLog, loggingSink, objectExists, put } from './helpers.js';
 
 let t: TestBucket;
 beforeAll(async () => {
@@ -19,14 +18,7 @@ const stream = (prefix: string, patch: Partial<StreamDefinition> = {}): StreamDe
   ...patch,
 });
 
-async function exists(key: string): Promise<boolean> {
-  try {
-    await t.client.send(new HeadObjectCommand({ Bucket: t.bucket, Key: key }));
-    return true;
-  } catch {
-    return false;
-  }
-}
+const exists = (key: string) => objectExists(t.client, t.bucket, key);
 
 /** Runs a pipeline and returns what it produced, the sink and the error it failed with. */
 async function run(

@@ -1,5 +1,5 @@
 import { gzipSync } from 'node:zlib';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Batch, LoadLog, LoadRecord, PipelineEvent, Position, Row } from '@tributary/core';
 import { type MemorySink, memorySink } from '@tributary/core/testing';
 
@@ -14,6 +14,16 @@ export async function put(
   await client.send(
     new PutObjectCommand({ Bucket: bucket, Key: key, Body: options.gzip ? gzipSync(bytes) : bytes }),
   );
+}
+
+/** True when the object exists (HEAD answers). */
+export async function objectExists(client: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** An in-memory load log like pg-sink's: one record per committed file, archived on request. */

@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { type Batch, type Position, pipeline, type Row, type TributaryError } from '@tributary/core';
 import { type MemorySink, memorySink } from '@tributary/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestBucket, type TestBucket, testS3Client } from '../../../test/support/services.js';
 import { type S3SourceOptions, type StreamDefinition, s3Source } from '../src/index.js';
-import { csv, eventLog, FakeLoadLog, loggingSink, put } from './helpers.js';
+import { csv, eventLog, FakeLoadLog, loggingSink, objectExists, put } from './helpers.js';
 
 let t: TestBucket;
 beforeAll(async () => {
@@ -22,14 +22,7 @@ const def = (prefix: string, patch: Partial<StreamDefinition> = {}): StreamDefin
   ...patch,
 });
 
-async function exists(key: string): Promise<boolean> {
-  try {
-    await t.client.send(new HeadObjectCommand({ Bucket: t.bucket, Key: key }));
-    return true;
-  } catch {
-    return false;
-  }
-}
+const exists = (key: string) => objectExists(t.client, t.bucket, key);
 
 async function run(
   streams: StreamDefinition[],
