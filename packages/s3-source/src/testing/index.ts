@@ -23,6 +23,16 @@ export interface EmbeddedS3Options {
 // Runs in the child: CommonJS, no TypeScript, so it needs no loader.
 const CHILD = `
 const S3rver = require(process.env.S3RVER_PATH);
+// s3rver 3.7.1 removes a key's directory when a delete leaves it empty. A PUT into the same
+// directory that has just created it then opens its file in a directory that is gone: an
+// unhandled ENOENT that kills the server (an archive move beside a new upload does this).
+// Deletes here leave directories in place; listings only ever report object files.
+const store = require(require('node:path').join(require('node:path').dirname(process.env.S3RVER_PATH), 'stores', 'filesystem.js'));
+const fs = require('node:fs/promises');
+store.prototype.deleteObject = async function deleteObject(bucket, key) {
+  await Promise.all(['object', 'object.md5', 'metadata.json'].map((kind) =>
+    fs.unlink(this.getResourcePath(bucket, key, kind)).catch((error) => { if (error.code !== 'ENOENT') throw error; })));
+};
 const server = new S3rver({ address: '127.0.0.1', port: Number(process.env.S3RVER_PORT), directory: process.env.S3RVER_DIR, silent: true, configureBuckets: [] });
 server.run().then((address) => process.stdout.write(JSON.stringify({ port: address.port }) + '\\n'), (error) => { process.stderr.write(String(error && error.stack || error)); process.exit(1); });
 const stop = () => server.close().finally(() => process.exit(0));
@@ -59,6 +69,14 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
     child.once('exit', (code) => reject(new Error(`s3rver exited with code ${code}: ${stderr.trim()}`)));
   });
   let stopped = false;
+  // A server that dies under the tests otherwise shows up only as ECONNREFUSED in every later
+  // test: say why it died, once, where the test runner prints it.
+  child.once('exit', (code, signal) => {
+    if (stopped) return;
+    process.stderr.write(
+      `s3rver on port ${port} exited unexpectedly (code ${code}, signal ${signal}): ${stderr.trim() || 'no output'}\n`,
+    );
+  });
   return {
     endpoint: `http://127.0.0.1:${port}`,
     region: 'us-east-1',
