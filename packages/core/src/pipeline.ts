@@ -1,6 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { isAbortError, isTransient, TributaryError, toTributaryError } from './errors.js';
+import { isDeclarative, materialize } from './transforms.js';
 import type {
   Batch,
   CheckpointStore,
@@ -183,7 +184,7 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
           atBoundary = batch.meta.commit;
           result.batches++;
           result.rowsRead += batch.meta.rowsRead;
-          emit({ type: 'batch-read', stream: batch.stream, rows: batch.rows.length });
+          emit({ type: 'batch-read', stream: batch.stream, rows: batch.meta.rowsRead });
           yield batch;
         }
       } finally {
@@ -194,9 +195,13 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
     const transformStages = transforms.map(
       (transform) =>
         async function* (batches: AsyncIterable<Batch<Row>>): AsyncGenerator<Batch<Row>> {
-          for await (const batch of batches) {
+          // A raw (unparsed) batch is parsed before the first transform that needs rows.
+          const needsRows = !isDeclarative(transform);
+          for await (const input of batches) {
             let out: Batch<Row> | undefined;
+            let batch = input;
             try {
+              if (needsRows && batch.raw) batch = materialize(batch);
               out = await (transform as Transform<Row, Row>)(batch);
             } catch (error) {
               failFast(toTributaryError(error, 'TRANSFORM_FAILED'));
@@ -229,25 +234,33 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
 
     const uncommittedRows = new Map<string, number>();
 
-    async function writeBatch(batch: Batch<Row>): Promise<void> {
+    async function writeBatch(input: Batch<Row>): Promise<void> {
       let written: Awaited<ReturnType<Sink['write']>>;
+      let batch = input;
       try {
-        written = await (sink as Sink<Row>).write(batch);
+        if (batch.raw && !target.acceptsRaw) batch = materialize(batch);
+        written = await target.write(batch);
       } catch (error) {
         return failFast(toTributaryError(error, 'SINK_FAILED'));
       }
       settle();
-      const filtered = Object.values(batch.meta.filtered).reduce((a, b) => a + b, 0);
-      result.rowsWritten += batch.rows.length;
-      result.rowsFiltered += filtered;
+      // A sink that ran filters itself (raw batches) reports what it kept and dropped.
+      const filtered = { ...batch.meta.filtered };
+      for (const [name, count] of Object.entries(written.filtered ?? {}))
+        filtered[name] = (filtered[name] ?? 0) + count;
+      const rows = written.rows ?? batch.rows.length;
+      result.rowsWritten += rows;
+      result.rowsFiltered += Object.values(filtered).reduce((a, b) => a + b, 0);
       emit({
         type: 'batch-written',
         stream: batch.stream,
-        rows: batch.rows.length,
+        meta: batch.meta,
+        rows,
+        filtered,
         committed: written.committed,
       });
       // Rows of the whole commit unit, reported once it commits.
-      const unitRows = (uncommittedRows.get(batch.stream) ?? 0) + batch.rows.length;
+      const unitRows = (uncommittedRows.get(batch.stream) ?? 0) + rows;
       uncommittedRows.set(batch.stream, written.committed ? 0 : unitRows);
       if (!written.committed) return;
       result.commits++;

@@ -1,5 +1,5 @@
 import { TributaryError } from './errors.js';
-import type { Batch, Row, Transform } from './types.js';
+import type { Batch, Condition, Row, RowStep, TextRule, Transform } from './types.js';
 
 /**
  * Generic row transforms. Each one that removes rows records how many under its own name in
@@ -46,8 +46,155 @@ export function map(fn: (row: Row) => Row | undefined, name = 'map'): Transform 
   };
 }
 
-/** Removes the named fields from every row. */
-export function dropFields(fields: readonly string[]): Transform {
+/**
+ * A transform that JavaScript and SQL run identically. On a raw (unparsed) batch it only records
+ * its step, for a sink that accepts raw batches to run in SQL (pg-sink compiles the steps into
+ * its merge); on rows it runs `rows`.
+ */
+export interface DeclarativeTransform extends Transform {
+  readonly step: RowStep;
+}
+
+export function isDeclarative(transform: unknown): transform is DeclarativeTransform {
+  return typeof transform === 'function' && 'step' in transform;
+}
+
+function declarative(step: RowStep): DeclarativeTransform {
+  const onRows = stepTransform(step);
+  const transform = (batch: Batch<Row>) =>
+    batch.raw ? { ...batch, raw: { ...batch.raw, steps: [...batch.raw.steps, step] } } : onRows(batch);
+  return Object.assign(transform, { step }) as DeclarativeTransform;
+}
+
+/** The JavaScript implementation of one declarative step. */
+function stepTransform(step: RowStep): (batch: Batch<Row>) => Batch<Row> {
+  switch (step.op) {
+    case 'skip-rows': {
+      const matches = conditionMatcher(step.when);
+      return (batch) => keepRows(batch, step.name, (row) => !matches(row));
+    }
+    case 'drop-fields':
+      return dropFieldsOnRows(step.fields);
+    case 'rename':
+      return renameOnRows(step.mapping);
+    case 'text': {
+      const rules = Object.entries(step.rules).map(([column, rule]) => ({ column, apply: textRule(rule) }));
+      return (batch) => ({
+        ...batch,
+        rows: batch.rows.map((row) => {
+          const copy = { ...row };
+          for (const { column, apply } of rules) if (column in copy) copy[column] = apply(copy[column]);
+          return copy;
+        }),
+      });
+    }
+  }
+}
+
+/**
+ * Parses a raw batch into rows and runs the declarative steps it carries, so that a stage that
+ * needs rows sees exactly what it would have seen without the pass-through path.
+ */
+export function materialize(batch: Batch<Row>): Batch<Row> {
+  const { raw, ...rest } = batch;
+  if (!raw) return batch;
+  const { rows, locations } = raw.parse();
+  let out: Batch<Row> = { ...rest, rows, meta: { ...batch.meta, locations } };
+  for (const step of raw.steps) out = stepTransform(step)(out);
+  return out;
+}
+
+/** The characters `trim` removes, in JavaScript and in SQL alike. */
+export const ASCII_WHITESPACE = ' \t\n\r\f\v';
+
+/** A regular expression character class of `chars`, written the same for JavaScript and PostgreSQL. */
+export function charClass(chars: string): string {
+  if (!chars.length) throw new TributaryError('INVALID_OPTIONS', 'collapse.chars must not be empty');
+  let body = '';
+  for (const c of chars) {
+    const code = c.codePointAt(0)!;
+    if (code > 0xffff) throw new TributaryError('INVALID_OPTIONS', 'collapse.chars must be BMP characters');
+    body += `\\u${code.toString(16).padStart(4, '0')}`;
+  }
+  return `[${body}]+`;
+}
+
+// Case folding of ASCII letters only, in JavaScript and in SQL (`lower(x COLLATE "C")`): the
+// same on every database, whatever its ctype, and the same on both paths.
+const ASCII_LOWER = /[a-z]+/g;
+const ASCII_UPPER = /[A-Z]+/g;
+export function asciiUpper(text: string): string {
+  return text.replace(ASCII_LOWER, (run) => run.toUpperCase());
+}
+export function asciiLower(text: string): string {
+  return text.replace(ASCII_UPPER, (run) => run.toLowerCase());
+}
+
+function asciiTrim(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && ASCII_WHITESPACE.includes(text[start]!)) start++;
+  while (end > start && ASCII_WHITESPACE.includes(text[end - 1]!)) end--;
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
+
+function textRule(rule: TextRule): (value: unknown) => unknown {
+  const collapse = rule.collapse ? new RegExp(charClass(rule.collapse.chars), 'g') : undefined;
+  const into = rule.collapse?.into ?? '';
+  return (value) => {
+    if (typeof value !== 'string') return value;
+    let text = rule.trim ? asciiTrim(value) : value;
+    if (rule.case === 'upper') text = asciiUpper(text);
+    else if (rule.case === 'lower') text = asciiLower(text);
+    if (collapse) text = text.replace(collapse, () => into);
+    return rule.emptyToNull && text === '' ? null : text;
+  };
+}
+
+function conditionMatcher(when: Condition): (row: Row) => boolean {
+  const { column } = when;
+  if ('startsWith' in when) {
+    return (row) => {
+      const value = row[column];
+      return value !== null && value !== undefined && String(value).startsWith(when.startsWith);
+    };
+  }
+  const fold = (text: string) => {
+    const trimmed = when.trim ? asciiTrim(text) : text;
+    return when.ignoreCase ? asciiLower(trimmed) : trimmed;
+  };
+  const values = new Set(when.oneOf.map((v) => (when.ignoreCase ? asciiLower(v) : v)));
+  return (row) => {
+    const value = row[column];
+    return value !== null && value !== undefined && values.has(fold(String(value)));
+  };
+}
+
+/**
+ * Drops the rows that match `when` (declarative, so it also runs in SQL on raw batches); they are
+ * counted under `name`.
+ */
+export function skipRows(name: string, when: Condition): DeclarativeTransform {
+  return declarative({ op: 'skip-rows', name, when });
+}
+
+/** Cleans text columns with declarative rules (also runs in SQL on raw batches). */
+export function cleanText(rules: Readonly<Record<string, TextRule>>): DeclarativeTransform {
+  for (const rule of Object.values(rules)) if (rule.collapse) charClass(rule.collapse.chars);
+  return declarative({ op: 'text', rules });
+}
+
+/** Removes the named fields from every row (declarative). */
+export function dropFields(fields: readonly string[]): DeclarativeTransform {
+  return declarative({ op: 'drop-fields', fields: [...fields] });
+}
+
+/** Renames fields: `{ old: 'new' }` (declarative). */
+export function rename(mapping: Readonly<Record<string, string>>): DeclarativeTransform {
+  return declarative({ op: 'rename', mapping: { ...mapping } });
+}
+
+function dropFieldsOnRows(fields: readonly string[]): (batch: Batch<Row>) => Batch<Row> {
   const dropped = new Set(fields);
   return (batch) => ({
     ...batch,
@@ -71,14 +218,14 @@ export function dropFields(fields: readonly string[]): Transform {
   });
 }
 
-/** Renames fields: `{ old: 'new' }`. */
-export function rename(mapping: Readonly<Record<string, string>>): Transform {
+function renameOnRows(mapping: Readonly<Record<string, string>>): (batch: Batch<Row>) => Batch<Row> {
   const entries = Object.entries(mapping);
   return (batch) => ({
     ...batch,
     rows: batch.rows.map((row) => {
       const copy: Row = {};
-      for (const [key, value] of Object.entries(row)) copy[mapping[key] ?? key] = value;
+      for (const [key, value] of Object.entries(row))
+        copy[Object.hasOwn(mapping, key) ? mapping[key]! : key] = value;
       return entries.length ? copy : row;
     }),
   });

@@ -29,10 +29,72 @@ export interface BatchMeta {
   [extra: string]: unknown;
 }
 
+/**
+ * A batch's records as CSV bytes, not parsed in JavaScript (the pass-through path). A sink that
+ * says `acceptsRaw` streams them straight into COPY and runs `steps` in SQL; for every other
+ * stage `pipeline()` parses them first (`materialize`), so a custom transform always sees rows.
+ */
+export interface RawCsv {
+  /** Whole records, UTF-8, no header, no BOM; one line-ending style and no empty lines. */
+  readonly bytes: Buffer;
+  /** Column names from the file's header, in file order. */
+  readonly header: readonly string[];
+  /** Number of records in `bytes`. */
+  readonly records: number;
+  /** The file's record number (1-based) of the first record. */
+  readonly firstRecord: number;
+  /** Empty fields become null (the stream's `emptyAsNull`). */
+  readonly emptyAsNull: boolean;
+  /** Declarative transforms applied so far, in order, not yet executed. */
+  readonly steps: readonly RowStep[];
+  /** The input line (1-based) record `index` (0-based) starts on. */
+  line(index: number): number;
+  /** Parses the records into rows with their locations (fails like the row path on bad input). */
+  parse(): { rows: Row[]; locations: InputLocation[] };
+}
+
+/**
+ * A row predicate that both JavaScript and SQL can evaluate identically. A missing or null value
+ * never matches. Values are compared as text.
+ */
+export type Condition =
+  | {
+      column: string;
+      /** Matches when the value is one of these. */
+      oneOf: readonly string[];
+      /** Trim ASCII whitespace (space, tab, CR, LF, FF, VT) before comparing. */
+      trim?: boolean;
+      /** Compare with ASCII letters lower-cased (other characters as they are). */
+      ignoreCase?: boolean;
+    }
+  | { column: string; startsWith: string };
+
+/** A text clean-up both JavaScript and SQL run identically, in this order. Non-strings pass. */
+export interface TextRule {
+  /** Remove ASCII whitespace (space, tab, CR, LF, FF, VT) at both ends. */
+  trim?: boolean;
+  /** Upper- or lower-case ASCII letters (other characters stay as they are, in SQL too). */
+  case?: 'upper' | 'lower';
+  /** Replace every run of these characters with `into`. */
+  collapse?: { chars: string; into: string };
+  /** An empty result becomes null. */
+  emptyToNull?: boolean;
+}
+
+/** A declarative transform step: what a raw batch carries to the sink to run in SQL. */
+export type RowStep =
+  | { op: 'skip-rows'; name: string; when: Condition }
+  | { op: 'drop-fields'; fields: readonly string[] }
+  | { op: 'rename'; mapping: Readonly<Record<string, string>> }
+  | { op: 'text'; rules: Readonly<Record<string, TextRule>> };
+
 export interface Batch<R = Row> {
   /** One ordered stream, `<source-name>/<dataset>`, e.g. `tickets/inc`. */
   stream: string;
+  /** The records; empty while `raw` holds them unparsed. */
   rows: R[];
+  /** Unparsed CSV records (pass-through); `rows` is empty then. */
+  raw?: RawCsv;
   /** Where to resume once this batch is committed. */
   position: Position;
   meta: BatchMeta;
@@ -45,7 +107,17 @@ export type PipelineEvent =
   | { type: 'unit-start'; stream: string; source: string; bytesTotal?: number; kind?: ExportKind }
   | { type: 'progress'; stream: string; source: string; bytes: number; rows: number }
   | { type: 'batch-read'; stream: string; rows: number }
-  | { type: 'batch-written'; stream: string; rows: number; committed: boolean }
+  | {
+      type: 'batch-written';
+      stream: string;
+      /** The batch's meta as the sink got it (source, kind, rowsRead…). */
+      meta: BatchMeta;
+      /** Rows written to the sink (after every filter, in JavaScript or in SQL). */
+      rows: number;
+      /** Rows dropped by filters, by filter name. */
+      filtered: Record<string, number>;
+      committed: boolean;
+    }
   /** A commit unit (file) committed; `rows` counts all its rows written to the sink. */
   | { type: 'committed'; stream: string; source?: string; position: Position; rows: number }
   | { type: 'warning'; stream?: string; message: string; detail?: Record<string, unknown> }
@@ -75,8 +147,11 @@ export interface LoadRecord {
  * re-exported ETags) and recording post-commit progress (archived).
  */
 export interface LoadLog {
-  /** The latest record per source ref of a stream. */
-  list(stream: string): Promise<LoadRecord[]>;
+  /**
+   * The latest record per source ref of a stream; with `sources`, of those refs only (a source
+   * planning its listed files need not read months of history on every poll).
+   */
+  list(stream: string, sources?: readonly string[]): Promise<LoadRecord[]>;
   markArchived(stream: string, source: string): Promise<void>;
 }
 
@@ -113,6 +188,10 @@ export type Transform<I = Row, O = Row> = (
 export interface WriteResult {
   /** True when this batch and every earlier one of its unit are durably committed. */
   committed: boolean;
+  /** Rows written, when the sink ran filters itself (raw batches); else `rows.length`. */
+  rows?: number;
+  /** Rows the sink's own filters dropped (raw batches), by filter name. */
+  filtered?: Record<string, number>;
 }
 
 export interface CheckpointStore {
@@ -123,6 +202,8 @@ export interface CheckpointStore {
 export interface Sink<R = Row> extends CheckpointStore {
   readonly name: string;
   write(batch: Batch<R>): Promise<WriteResult>;
+  /** Takes raw CSV batches (`Batch.raw`) as they are; otherwise `pipeline()` parses them first. */
+  readonly acceptsRaw?: boolean;
   /** The load log the pipeline hands to the source (see ReadContext.loads). */
   readonly loadLog?: LoadLog;
   /**
