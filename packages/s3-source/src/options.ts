@@ -45,6 +45,13 @@ export interface StreamDefinition {
   columnCheck?: ColumnCheck;
   /** Turn empty strings into null. Default false. */
   emptyAsNull?: boolean;
+  /**
+   * CSV only. Default true: records travel as raw bytes (`Batch.raw`) to a sink that takes them
+   * (pg-sink COPYs them as they are and runs declarative transforms in SQL); any other stage gets
+   * them parsed. Irregular input (see the README) falls back to the row parser by itself.
+   * False: always parse in JavaScript.
+   */
+  passThrough?: boolean;
   /** Archive folder. Default: sibling `processed/` of the prefix. */
   processedPrefix?: string;
   /** Folder for late files skipped under `lateFiles: 'skip'`. Default: sibling `late/`. */
@@ -86,7 +93,7 @@ export interface S3SourceOptions {
   streams: StreamDefinition[];
   /** Source name in pipeline events. Default `s3`. */
   name?: string;
-  /** Rows per batch. Default 5,000. */
+  /** Rows per batch. Default 5,000 when parsed; unlimited for raw batches (bytes bound them). */
   batchRows?: number;
   /** Decompressed input bytes per batch (checked at chunk granularity). Default 8 MiB. */
   batchBytes?: number;
@@ -118,6 +125,7 @@ export interface ResolvedStream {
   columns: string[] | undefined;
   columnCheck: ColumnCheck;
   emptyAsNull: boolean;
+  passThrough: boolean;
   processedPrefix: string;
   latePrefix: string;
   lateFiles: LateFilePolicy;
@@ -136,6 +144,8 @@ export interface ResolvedOptions {
   name: string;
   streams: ResolvedStream[];
   batchRows: number;
+  /** Records per raw (pass-through) batch: `batchRows` when given, else unlimited. */
+  rawBatchRows: number;
   batchBytes: number;
   archive: boolean;
   watch: { intervalMs: number; jitter: number } | undefined;
@@ -281,6 +291,7 @@ function resolveStream(definition: unknown, path: string): ResolvedStream {
     columns,
     columnCheck,
     emptyAsNull: optionalBoolean(`${path}.emptyAsNull`, d.emptyAsNull, false),
+    passThrough: optionalBoolean(`${path}.passThrough`, d.passThrough, true),
     processedPrefix,
     latePrefix,
     lateFiles: oneOf<LateFilePolicy>(`${path}.lateFiles`, d.lateFiles, ['error', 'apply', 'skip'], 'error'),
@@ -339,6 +350,7 @@ export function resolveOptions(options: S3SourceOptions): ResolvedOptions {
     name: options.name ?? 's3',
     streams,
     batchRows: positiveInteger('batchRows', options.batchRows, DEFAULT_BATCH_ROWS),
+    rawBatchRows: options.batchRows === undefined ? Number.POSITIVE_INFINITY : options.batchRows,
     batchBytes: positiveInteger('batchBytes', options.batchBytes, DEFAULT_BATCH_BYTES),
     archive: optionalBoolean('archive', options.archive, true),
     watch,

@@ -1,15 +1,18 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { isUtf8 } from 'node:buffer';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createGunzip } from 'node:zlib';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { InputLocation, Row } from '@tributary/core';
+import type { InputLocation, RawCsv, Row } from '@tributary/core';
 import { faultPoint, isAbortError, isTransient, TributaryError } from '@tributary/core';
 import { type CsvError, parse } from 'csv-parse';
+import { parse as parseSync } from 'csv-parse/sync';
 import type { DataFormat } from './keys.js';
 import { normalizeEtag } from './list.js';
 import type { ColumnCheck, RetryOptions } from './options.js';
+import { CsvSplitter, IrregularCsv, pieceEndLine, pieceLine, type RawPiece } from './raw.js';
 
 export interface ReadFileOptions {
   client: S3Client;
@@ -22,6 +25,10 @@ export interface ReadFileOptions {
   columns?: readonly string[] | undefined;
   columnCheck?: ColumnCheck;
   emptyAsNull?: boolean;
+  /** CSV: hand out raw record bytes (`FileChunk.raw`) instead of parsed rows. */
+  passThrough?: boolean;
+  /** Records per raw chunk (bytes bound them too). Default unlimited. */
+  rawBatchRows?: number;
   batchRows: number;
   batchBytes: number;
   /** Data records already committed: they are parsed but not emitted again. */
@@ -29,11 +36,15 @@ export interface ReadFileOptions {
   signal?: AbortSignal | undefined;
   retry: Required<RetryOptions>;
   onRetry?: ((error: unknown, attempt: number, delayMs: number) => void) | undefined;
+  /** The pass-through reader met irregular input and the file continues through csv-parse. */
+  onFallback?: ((reason: string, record: number) => void) | undefined;
 }
 
 /** A slice of one file's records. */
 export interface FileChunk {
   rows: Row[];
+  /** Pass-through: the records as CSV bytes (`rows` is empty). */
+  raw?: RawCsv;
   /** Parallel to rows: file, 1-based first line and data record number. */
   locations: InputLocation[];
   /** Data records of the file consumed up to and including this chunk. */
@@ -386,10 +397,12 @@ function readError(error: unknown, options: ReadFileOptions, correction: number)
 export async function* readFileBatches(options: ReadFileOptions): AsyncGenerator<FileChunk> {
   let delivered = options.startRow ?? 0;
   let reportedBytes = 0;
+  let passThrough = options.passThrough === true && options.format === 'csv';
   for (let attempt = 1; ; attempt++) {
     const state = { correction: 0 };
     try {
-      for await (const chunk of readOnce(options, delivered, state)) {
+      const chunks = passThrough ? readRawOnce(options, delivered) : readOnce(options, delivered, state);
+      for await (const chunk of chunks) {
         delivered = chunk.row;
         if (delivered > 0) faultPoint('s3-source:mid-download'); // part of the file read (issue 7)
         const bytes = Math.max(0, chunk.totalBytes - reportedBytes);
@@ -398,7 +411,22 @@ export async function* readFileBatches(options: ReadFileOptions): AsyncGenerator
       }
       return;
     } catch (error) {
-      const failure = readError(error, options, state.correction);
+      if (error instanceof IrregularCsv) {
+        // Nothing irregular was handed out: the row parser takes over from the next record.
+        passThrough = false;
+        attempt--;
+        options.onFallback?.(error.message, delivered);
+        continue;
+      }
+      // The failing record's own quoted CRLFs were not counted yet (csv-parse counts each twice).
+      const failing = (error as { record?: unknown }).record;
+      const ownCrlf = Array.isArray(failing)
+        ? failing.reduce<number>(
+            (n, field) => n + (typeof field === 'string' ? field.split('\r\n').length - 1 : 0),
+            0,
+          )
+        : 0;
+      const failure = readError(error, options, state.correction + ownCrlf);
       if (isAbortError(error) || options.signal?.aborted) throw error;
       if (!failure.retriable || attempt > options.retry.retries) throw failure;
       const wait = Math.min(
@@ -411,11 +439,17 @@ export async function* readFileBatches(options: ReadFileOptions): AsyncGenerator
   }
 }
 
-async function* readOnce(
-  options: ReadFileOptions,
-  skip: number,
-  state: { correction: number },
-): AsyncGenerator<FileChunk> {
+interface OpenedObject {
+  /** The body, as a stream of stored bytes. */
+  body: Readable;
+  /** Counts stored bytes, then (when gzip) gunzip and a counter of decoded bytes. */
+  stages: NodeJS.ReadWriteStream[];
+  stored: ByteCounter;
+  decoded: ByteCounter;
+}
+
+/** GetObject with If-Match, the ETag re-check, and gzip detection (suffix or magic bytes). */
+async function openObject(options: ReadFileOptions): Promise<OpenedObject | undefined> {
   const { key, stream: streamId } = options;
   // No retry wrapper here: readFileBatches' loop already retries the whole read (GetObject
   // included) with backoff; a second layer multiplied the attempts (5 × 5 × the SDK's own).
@@ -435,10 +469,7 @@ async function* readOnce(
     );
   }
   const stored = new ByteCounter();
-  if (!body) {
-    yield { rows: [], locations: [], row: skip, done: true, bytes: 0, totalBytes: 0 };
-    return;
-  }
+  if (!body) return undefined;
   // Peek at the first chunk: gzip is detected by suffix or by its magic bytes (1f 8b).
   const iterator = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const first = await iterator.next();
@@ -459,6 +490,43 @@ async function* readOnce(
   // A torn-down pipeline must release the HTTP connection even while waiting for data.
   raw.on('close', () => body.destroy());
   const decoded = gzip ? new ByteCounter() : stored;
+  return { body: raw, stages: gzip ? [stored, createGunzip(), decoded] : [stored], stored, decoded };
+}
+
+function headerDrift(options: ReadFileOptions, header: string[]): TributaryError | undefined {
+  const problem = checkColumns(header, options.columns, options.columnCheck ?? 'any', true);
+  if (!problem) return undefined;
+  const { key } = options;
+  return new TributaryError('SCHEMA_DRIFT', `${key}:1:${problem.column}: header drift: ${problem.message}`, {
+    stream: options.stream,
+    location: { file: key, line: 1, column: problem.column },
+  });
+}
+
+function invalidUtf8(options: ReadFileOptions, line: number, byteOffset: number): TributaryError {
+  const { key } = options;
+  return new TributaryError(
+    'MALFORMED_ROW',
+    `${key}:${line}: invalid UTF-8 (byte ${byteOffset} of the decoded text)`,
+    {
+      stream: options.stream,
+      location: { file: key, line },
+    },
+  );
+}
+
+async function* readOnce(
+  options: ReadFileOptions,
+  skip: number,
+  state: { correction: number },
+): AsyncGenerator<FileChunk> {
+  const opened = await openObject(options);
+  if (!opened) {
+    yield { rows: [], locations: [], row: skip, done: true, bytes: 0, totalBytes: 0 };
+    return;
+  }
+  const { body: raw, stored, decoded } = opened;
+  const { key, stream: streamId } = options;
 
   let headerError: TributaryError | undefined;
   const parser =
@@ -473,30 +541,13 @@ async function* readOnce(
           skip_empty_lines: true,
           // Header → column names, checked before any row of the file is emitted.
           columns: (header: string[]) => {
-            const problem = checkColumns(header, options.columns, options.columnCheck ?? 'any', true);
-            if (problem) {
-              headerError = new TributaryError(
-                'SCHEMA_DRIFT',
-                `${key}:1:${problem.column}: header drift: ${problem.message}`,
-                { stream: streamId, location: { file: key, line: 1, column: problem.column } },
-              );
-              throw headerError;
-            }
+            headerError = headerDrift(options, header);
+            if (headerError) throw headerError;
             return header;
           },
         });
-  const utf8 = new Utf8Validator(
-    (line, byteOffset) =>
-      new TributaryError(
-        'MALFORMED_ROW',
-        `${key}:${line}: invalid UTF-8 (byte ${byteOffset} of the decoded text)`,
-        {
-          stream: streamId,
-          location: { file: key, line },
-        },
-      ),
-  );
-  const stages: NodeJS.ReadWriteStream[] = gzip ? [stored, createGunzip(), decoded, utf8] : [stored, utf8];
+  const utf8 = new Utf8Validator((line, byteOffset) => invalidUtf8(options, line, byteOffset));
+  const stages = [...opened.stages, utf8];
   const wiring = (streamPipeline as unknown as (...s: unknown[]) => Promise<void>)(raw, ...stages, parser);
   wiring.catch(() => undefined); // failures surface through the parser, drained below
 
@@ -585,4 +636,125 @@ async function* readOnce(
     return;
   }
   yield { rows, locations, row: Math.max(record, skip), done: true, bytes: 0, totalBytes: stored.bytes };
+}
+
+/**
+ * The pass-through read: the decoded bytes are cut into runs of whole records (`CsvSplitter`)
+ * and handed out unparsed. Only the header is parsed here (and checked like the row path's).
+ * Every run is checked to be UTF-8. Irregular input throws `IrregularCsv` before anything
+ * irregular is handed out.
+ */
+async function* readRawOnce(options: ReadFileOptions, skip: number): AsyncGenerator<FileChunk> {
+  const opened = await openObject(options);
+  if (!opened) {
+    yield { rows: [], locations: [], row: skip, done: true, bytes: 0, totalBytes: 0 };
+    return;
+  }
+  const { stored } = opened;
+  const splitter = new CsvSplitter({
+    pieceBytes: options.batchBytes,
+    pieceRecords: options.rawBatchRows ?? Number.POSITIVE_INFINITY,
+    skip,
+    maxRecordBytes: MAX_RECORD_CHARS,
+  });
+  const out = new PassThrough();
+  const wiring = (streamPipeline as unknown as (...s: unknown[]) => Promise<void>)(
+    opened.body,
+    ...opened.stages,
+    out,
+  );
+  wiring.catch(() => undefined); // failures surface through `out`, iterated below
+  let header: string[] | undefined;
+  let decodedOffset = 0;
+  const check = (piece: RawPiece): void => {
+    if (!isUtf8(piece.bytes)) {
+      const bad = firstInvalidUtf8(piece.bytes);
+      let lines = 0;
+      for (let i = piece.bytes.indexOf(0x0a); i >= 0 && i < bad; i = piece.bytes.indexOf(0x0a, i + 1))
+        lines++;
+      throw invalidUtf8(options, piece.firstLine + lines, decodedOffset + bad);
+    }
+    decodedOffset += piece.bytes.length;
+  };
+  const readHeader = (): string[] => {
+    const bytes = splitter.header!;
+    if (!isUtf8(bytes)) throw invalidUtf8(options, 1, firstInvalidUtf8(bytes));
+    decodedOffset = bytes.length;
+    if (bytes.length === 0) return [];
+    const [names] = parseSync(bytes, { max_record_size: MAX_RECORD_CHARS }) as string[][];
+    const drift = headerDrift(options, names ?? []);
+    if (drift) throw drift;
+    return names ?? [];
+  };
+  const chunkOf = (piece: RawPiece, done: boolean): FileChunk => ({
+    rows: [],
+    raw: rawCsv(options, header!, piece),
+    locations: [],
+    row: piece.recordsTotal,
+    done,
+    bytes: 0,
+    totalBytes: stored.bytes,
+  });
+  let held: RawPiece | undefined;
+  for await (const buffer of out as AsyncIterable<Buffer>) {
+    const pieces = splitter.push(buffer);
+    if (!header && splitter.header) header = readHeader();
+    for (const piece of pieces) {
+      check(piece);
+      if (held) yield chunkOf(held, false);
+      held = piece;
+    }
+  }
+  await wiring;
+  const last = splitter.end();
+  if (!header) header = readHeader();
+  check(last);
+  if (held && last.records === 0) {
+    yield chunkOf(held, true);
+    return;
+  }
+  if (held) yield chunkOf(held, false);
+  yield chunkOf(last, true);
+}
+
+/** A raw batch payload over one piece; `parse()` is the row path's csv-parse over its bytes. */
+function rawCsv(options: ReadFileOptions, header: string[], piece: RawPiece): RawCsv {
+  const emptyAsNull = options.emptyAsNull === true;
+  return {
+    bytes: piece.bytes,
+    header,
+    records: piece.records,
+    firstRecord: piece.recordsTotal - piece.records + 1,
+    emptyAsNull,
+    steps: [],
+    line: (index) => pieceLine(piece, index),
+    parse: () => {
+      const before = piece.recordsTotal - piece.records;
+      let rows: Row[];
+      try {
+        rows = parseSync(piece.bytes, {
+          columns: header,
+          max_record_size: MAX_RECORD_CHARS,
+        }) as Row[];
+      } catch (error) {
+        // csv-parse counts from the piece's start (and a CRLF inside quotes as two lines): the
+        // failing record's line comes from the piece instead, as the row path reports it.
+        const csv = error as { lines?: number; records?: number };
+        if (typeof csv.records === 'number') {
+          csv.lines = pieceEndLine(piece, csv.records);
+          csv.records += before;
+        } else if (typeof csv.lines === 'number') {
+          csv.lines += piece.firstLine - 1;
+        }
+        throw readError(error, options, 0);
+      }
+      const locations: InputLocation[] = new Array(rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!;
+        if (emptyAsNull) for (const name in row) if (row[name] === '') row[name] = null;
+        locations[i] = { file: options.key, line: pieceLine(piece, i), record: before + i + 1 };
+      }
+      return { rows, locations };
+    },
+  };
 }

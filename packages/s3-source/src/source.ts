@@ -142,8 +142,15 @@ export function s3Source(options: S3SourceOptions): S3Source {
     signal: AbortSignal | undefined,
   ): Promise<PendingPlan> {
     const checkpoint = lookups.checkpoint ? await lookups.checkpoint(stream.id) : null;
-    const loads = lookups.loads ? await lookups.loads.list(stream.id) : undefined;
     const { objects, ignored } = await listStream(stream, signal);
+    // Only the listed files' records: what planning needs, and a bounded read per poll however
+    // long the stream's history grows.
+    const loads = lookups.loads
+      ? await lookups.loads.list(
+          stream.id,
+          objects.map((o) => o.key),
+        )
+      : undefined;
     const common = {
       stream: stream.id,
       objects,
@@ -245,6 +252,8 @@ export function s3Source(options: S3SourceOptions): S3Source {
       columns: stream.columns,
       columnCheck: stream.columnCheck,
       emptyAsNull: stream.emptyAsNull,
+      passThrough: stream.passThrough,
+      rawBatchRows: config.rawBatchRows,
       batchRows: config.batchRows,
       batchBytes: config.batchBytes,
       startRow,
@@ -255,6 +264,12 @@ export function s3Source(options: S3SourceOptions): S3Source {
           type: 'warning',
           stream: stream.id,
           message: `reading ${file.key} failed (attempt ${attempt}); re-reading from record ${startRow + 1} in ${Math.round(delayMs)} ms: ${(error as Error).message}`,
+        }),
+      onFallback: (reason, record) =>
+        emit({
+          type: 'warning',
+          stream: stream.id,
+          message: `${file.key}: ${reason}; parsing it in JavaScript from record ${record + 1}`,
         }),
     });
     for await (const chunk of chunks) {
@@ -271,13 +286,14 @@ export function s3Source(options: S3SourceOptions): S3Source {
       const batch: Batch<Row> = {
         stream: stream.id,
         rows: chunk.rows,
+        ...(chunk.raw ? { raw: chunk.raw } : {}),
         position: positionOf(file, chunk.row, chunk.done, watermark),
         meta: {
           source: file.key,
           kind: file.kind,
           commit,
           lastOfUnit: chunk.done,
-          rowsRead: chunk.rows.length,
+          rowsRead: chunk.raw ? chunk.raw.records : chunk.rows.length,
           filtered: {},
           bytes: chunk.bytes,
           locations: chunk.locations,

@@ -207,6 +207,8 @@ describe('fail loud', () => {
       location: { file: 'etag2/changes/20260101.csv' },
     });
     expect(second.sources).toEqual([]);
+    // Planning asked the load log about the listed file only, not the stream's whole history.
+    expect(loads.listCalls.at(-1)).toEqual(['etag2/changes/20260101.csv']);
   });
 
   it('a file re-exported between listing and reading: ETAG_CHANGED, nothing emitted', async () => {

@@ -31,8 +31,13 @@ export class FakeLoadLog implements LoadLog {
   readonly records = new Map<string, LoadRecord>();
   readonly archived: string[] = [];
 
-  async list(stream: string): Promise<LoadRecord[]> {
-    return [...this.records.values()].filter((r) => r.stream === stream);
+  readonly listCalls: Array<readonly string[] | undefined> = [];
+
+  async list(stream: string, sources?: readonly string[]): Promise<LoadRecord[]> {
+    this.listCalls.push(sources);
+    return [...this.records.values()].filter(
+      (r) => r.stream === stream && (sources === undefined || sources.includes(r.source)),
+    );
   }
 
   async markArchived(stream: string, source: string): Promise<void> {
