@@ -6,10 +6,31 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { copyTextValue, quoteIdent } from './sql.js';
 import type { TargetShape } from './target.js';
 
+/**
+ * What the staging table holds and how each batch column is computed from it. Rows staged from
+ * JavaScript map column `i` to `s.c<i>`; raw CSV (pass-through) stages the file's columns and
+ * computes the batch columns with the declarative steps compiled to SQL (`compileRaw`).
+ */
+export interface StageInput {
+  /** Number of text columns in the staging table (`c0` …). */
+  stageColumns: number;
+  /** Batch column → SQL text expression over the staging row `s`. */
+  expressions: ReadonlyMap<string, string>;
+  /** Row filters in order; `drops` is a SQL boolean that is never null. */
+  filters: ReadonlyArray<{ name: string; drops: string }>;
+  /** Parameters `$1…` used by expressions and filters, and their SQL types. */
+  params: readonly unknown[];
+  paramTypes: readonly string[];
+  /** Raw CSV staging: COPY in CSV format, `ord` numbered by the server from 1. */
+  csv?: { emptyAsNull: boolean };
+}
+
 /** Statements for one (target, batch column list); built once and cached per stream. */
 export interface ApplyPlan {
-  /** Batch column names, in staging order (`c0`, `c1`, …). */
+  /** Batch column names. */
   columns: string[];
+  /** Names of the filters whose counts the merge returns (`filtered`, in this order). */
+  filterNames: string[];
   /** CREATE TEMP TABLE IF NOT EXISTS + TRUNCATE, one round trip. */
   prepareStage: string;
   copy: string;
@@ -39,7 +60,23 @@ export function batchColumns(rows: readonly Record<string, unknown>[]): string[]
   return [...seen];
 }
 
-export function planApply(shape: TargetShape, columns: string[], controlSchema: string): ApplyPlan {
+/** Staging for rows sent from JavaScript: batch column `i` is `s.c<i>`. */
+export function rowStage(columns: readonly string[]): StageInput {
+  return {
+    stageColumns: columns.length,
+    expressions: new Map(columns.map((c, i) => [c, `s.c${i}`])),
+    filters: [],
+    params: [],
+    paramTypes: [],
+  };
+}
+
+export function planApply(
+  shape: TargetShape,
+  columns: string[],
+  controlSchema: string,
+  input: StageInput = rowStage(columns),
+): ApplyPlan {
   const { target } = shape;
   const mode = target.mode ?? 'upsert';
   const deleteColumn = target.deletes?.column;
@@ -57,34 +94,56 @@ export function planApply(shape: TargetShape, columns: string[], controlSchema: 
       `batch has no key column(s) ${missingKeys.map(quoteIdent).join(', ')}`,
     );
   }
-  const stageCol = new Map(columns.map((c, i) => [c, `c${i}`]));
-  const stage = `pg_temp.tributary_stage_${columns.length}`;
-  const prepareStage =
-    `CREATE TEMP TABLE IF NOT EXISTS ${stage} (ord integer, ${columns.map((_, i) => `c${i} text`).join(', ')}) ` +
-    `ON COMMIT DELETE ROWS; TRUNCATE ${stage}`;
-  const copy = `COPY ${stage} (ord, ${columns.map((_, i) => `c${i}`).join(', ')}) FROM STDIN`;
+  const expr = (c: string) => input.expressions.get(c)!;
+  const stageNames = Array.from({ length: input.stageColumns }, (_, i) => `c${i}`);
+  const textColumns = stageNames.map((c) => `${c} text`).join(', ');
+  let stage: string;
+  let prepareStage: string;
+  let copy: string;
+  if (input.csv) {
+    // The server numbers the rows in COPY (file) order.
+    stage = `pg_temp.tributary_csv_${input.stageColumns}`;
+    prepareStage =
+      `CREATE TEMP TABLE IF NOT EXISTS ${stage} (ord bigint GENERATED ALWAYS AS IDENTITY, ${textColumns}) ` +
+      `ON COMMIT DELETE ROWS; TRUNCATE ${stage} RESTART IDENTITY`;
+    // Empty fields: NULL for every column (emptyAsNull), else '' like csv-parse gives them.
+    const empties = input.csv.emptyAsNull ? 'FORCE_NULL' : 'FORCE_NOT_NULL';
+    copy = `COPY ${stage} (${stageNames.join(', ')}) FROM STDIN WITH (FORMAT csv, ${empties} (${stageNames.join(', ')}))`;
+  } else {
+    stage = `pg_temp.tributary_stage_${input.stageColumns}`;
+    prepareStage =
+      `CREATE TEMP TABLE IF NOT EXISTS ${stage} (ord integer, ${textColumns}) ` +
+      `ON COMMIT DELETE ROWS; TRUNCATE ${stage}`;
+    copy = `COPY ${stage} (ord, ${stageNames.join(', ')}) FROM STDIN`;
+  }
+  const keep = input.filters.length ? input.filters.map((f) => `NOT ${f.drops}`).join(' AND ') : '';
+  // Every step parameter typed up front: a step whose column a later step dropped leaves its
+  // parameters unused, and PostgreSQL cannot infer the type of an unused parameter.
+  const typedParams = input.paramTypes.length
+    ? `params AS (SELECT ${input.paramTypes.map((t, i) => `$${i + 1}::${t}`).join(', ')})`
+    : '';
 
   const applied = columns.filter((c) => shape.columns.has(c) && !(c === shape.softColumn));
   const typed = (c: string) => {
     const col = shape.columns.get(c)!;
-    const raw = `s.${stageCol.get(c)}`;
+    const raw = expr(c);
     // Empty CSV fields are NULL for every non-string type.
     return col.category === 'S' ? raw : `NULLIF(${raw}, '')::${col.type}`;
   };
   const q = quoteIdent;
   const keys = target.key;
-  const params: unknown[] = [];
-  const hasDeletes = deleteColumn !== undefined && stageCol.has(deleteColumn);
+  const params: unknown[] = [...input.params];
+  const hasDeletes = deleteColumn !== undefined && input.expressions.has(deleteColumn);
   let deleteExpr = 'false';
   if (hasDeletes) {
     params.push(target.deletes!.values);
-    deleteExpr = `coalesce(s.${stageCol.get(deleteColumn!)} = ANY($${params.length}::text[]), false)`;
+    deleteExpr = `coalesce(${expr(deleteColumn!)} = ANY($${params.length}::text[]), false)`;
   }
   const keyExprs = keys.map(typed).join(', ');
   // Last occurrence of a key in file order wins: ON CONFLICT may touch a row only once.
   const src = `src AS (
   SELECT DISTINCT ON (${keyExprs}) ${applied.map((c) => `${typed(c)} AS ${q(c)}`).join(', ')}, ${deleteExpr} AS ${DELETE_FLAG}
-    FROM ${stage} s
+    FROM ${stage} s${keep ? `\n   WHERE ${keep}` : ''}
    ORDER BY ${keyExprs}, s.ord DESC
 )`;
   const soft = shape.softColumn;
@@ -177,21 +236,34 @@ export function planApply(shape: TargetShape, columns: string[], controlSchema: 
   ON CONFLICT (${keys.map(q).join(', ')}) ${conflict}
   RETURNING (t.xmax = 0) AS inserted, ${softDeletes ? `(t.${q(soft)} IS NOT NULL)` : 'false'} AS deleted
 )`);
-  const merge = `WITH ${ctes.join(',\n')}
+  // Rows each filter dropped, counted the way the filters run: in order, each over what the
+  // earlier ones kept.
+  const filterCounts = input.filters.map((f, i) => {
+    const earlier = input.filters
+      .slice(0, i)
+      .map((e) => `NOT ${e.drops} AND `)
+      .join('');
+    return `count(*) FILTER (WHERE ${earlier}${f.drops})`;
+  });
+  const filtered = filterCounts.length
+    ? `(SELECT ARRAY[${filterCounts.join(', ')}]::int[] FROM ${stage} s)`
+    : `'{}'::int[]`;
+  const merge = `WITH ${typedParams ? `${typedParams},\n` : ''}${ctes.join(',\n')}
 SELECT count(*) FILTER (WHERE inserted)::int AS inserted,
        count(*) FILTER (WHERE NOT inserted AND NOT deleted)::int AS updated,
-       (count(*) FILTER (WHERE NOT inserted AND deleted)${hardDeletes ? ' + (SELECT count(*) FROM deleted)' : ''})::int AS deleted
+       (count(*) FILTER (WHERE NOT inserted AND deleted)${hardDeletes ? ' + (SELECT count(*) FROM deleted)' : ''})::int AS deleted,
+       ${filtered} AS filtered
   FROM merged`;
 
   // Locating a bad value: keys must be present, typed columns must cast. try_cast lives in the
   // control schema (PostgreSQL 15 has no pg_input_is_valid).
   const locateColumns: string[] = [];
-  const locateParams: unknown[] = [];
+  const locateParams: unknown[] = [...input.params];
   const checks: string[] = [];
   for (const c of columns) {
     const col = shape.columns.get(c);
     if (!col) continue;
-    const raw = `s.${stageCol.get(c)}`;
+    const raw = expr(c);
     const conditions: string[] = [];
     if (keys.includes(c)) conditions.push(`${raw} IS NULL OR ${raw} = ''`);
     if (col.category !== 'S') {
@@ -207,10 +279,20 @@ SELECT count(*) FILTER (WHERE inserted)::int AS inserted,
   // No ORDER BY: a seq scan of the freshly filled staging table returns rows in COPY (file)
   // order, and LIMIT 1 then stops at the first bad value instead of trying every cast.
   const locate = checks.length
-    ? `SELECT s.ord, v.col, v.col_value FROM ${stage} s
-  CROSS JOIN LATERAL (VALUES ${checks.join(', ')}) v(col, col_value, bad) WHERE v.bad LIMIT 1`
-    : 'SELECT NULL::int AS ord, NULL::int AS col, NULL::text AS col_value WHERE false';
-  return { columns, prepareStage, copy, merge, mergeParams: params, locate, locateParams, locateColumns };
+    ? `${typedParams ? `WITH ${typedParams} ` : ''}SELECT s.ord, v.col, v.col_value FROM ${stage} s
+  CROSS JOIN LATERAL (VALUES ${checks.join(', ')}) v(col, col_value, bad) WHERE v.bad${keep ? ` AND ${keep}` : ''} LIMIT 1`
+    : `${typedParams ? `WITH ${typedParams} ` : ''}SELECT NULL::int AS ord, NULL::int AS col, NULL::text AS col_value WHERE false`;
+  return {
+    columns,
+    filterNames: input.filters.map((f) => f.name),
+    prepareStage,
+    copy,
+    merge,
+    mergeParams: params,
+    locate,
+    locateParams,
+    locateColumns,
+  };
 }
 
 /** Streams the rows into the staging table in COPY text format, ~64 KiB per chunk. */
@@ -237,4 +319,16 @@ export async function copyRows(
   }
   const stream = client.query(copyFrom(plan.copy));
   await pipeline(Readable.from(chunks(), { objectMode: false }), stream);
+}
+
+/** Streams raw CSV records (pass-through) into the staging table as they are. */
+export async function copyCsv(client: pg.ClientBase, plan: ApplyPlan, bytes: Buffer): Promise<void> {
+  function* parts(): Generator<Buffer> {
+    yield bytes.subarray(0, 65_536);
+    if (bytes.length <= 65_536) return;
+    faultPoint('pg-sink:mid-copy'); // a crash with part of the COPY sent (issue 7)
+    yield bytes.subarray(65_536);
+  }
+  const stream = client.query(copyFrom(plan.copy));
+  await pipeline(Readable.from(parts(), { objectMode: false }), stream);
 }

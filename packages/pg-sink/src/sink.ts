@@ -18,7 +18,7 @@ import {
 } from '@tributary/core';
 import pRetry from 'p-retry';
 import pg from 'pg';
-import { type ApplyPlan, batchColumns, copyRows, planApply } from './apply.js';
+import { type ApplyPlan, batchColumns, copyCsv, copyRows, planApply } from './apply.js';
 import { migrate } from './migrations.js';
 import {
   type PgSinkOptions,
@@ -27,6 +27,7 @@ import {
   type TargetTable,
   targetFor,
 } from './options.js';
+import { compileRaw, copyErrorLine } from './raw.js';
 import { quoteIdent, redactSecrets } from './sql.js';
 import { checkpointParams, checkpointUpsertSql, pgLoadLog, readPosition, type Watermark } from './state.js';
 import { prepareTarget, type TargetShape } from './target.js';
@@ -168,8 +169,16 @@ function buildPool(options: PgSinkOptions): pg.Pool {
   return pool;
 }
 
+/** What a batch contributed, when the sink ran its filters (raw batches). */
+interface Applied {
+  rows: number;
+  filtered: Record<string, number>;
+}
+
 class PgSinkImpl implements PgSink {
   readonly name = 'pg-sink';
+  /** Raw CSV batches are COPYed as they are; their declarative steps run in the merge. */
+  readonly acceptsRaw = true;
   readonly pool: pg.Pool;
   readonly schema: string;
   readonly loadLog: LoadLog;
@@ -247,19 +256,21 @@ class PgSinkImpl implements PgSink {
     }
     const openUnit = unit;
     if (openUnit.buffer) {
-      const bytes = batch.meta.bytes ?? 0;
+      const bytes = Math.max(batch.meta.bytes ?? 0, batch.raw?.bytes.length ?? 0);
+      const rows = batch.raw?.records ?? batch.rows.length;
       if (
-        openUnit.bufferedRows + batch.rows.length <= this.#options.replayBufferRows &&
+        openUnit.bufferedRows + rows <= this.#options.replayBufferRows &&
         openUnit.bufferedBytes + bytes <= this.#options.replayBufferBytes
       ) {
         openUnit.buffer.push(batch);
-        openUnit.bufferedRows += batch.rows.length;
+        openUnit.bufferedRows += rows;
         openUnit.bufferedBytes += bytes;
       } else {
         openUnit.buffer = undefined; // too large to replay in process (invariant 7)
       }
     }
     let replay = false;
+    let applied: Applied | undefined;
     try {
       await pRetry(
         async () => {
@@ -271,9 +282,10 @@ class PgSinkImpl implements PgSink {
             openUnit.stats = emptyStats();
             openUnit.late = false;
             openUnit.commitSent = false;
-            for (const buffered of openUnit.buffer!) await this.#applyBatch(session, openUnit, buffered);
+            for (const buffered of openUnit.buffer!)
+              applied = await this.#applyBatch(session, openUnit, buffered);
           } else {
-            await this.#applyBatch(session, openUnit, batch);
+            applied = await this.#applyBatch(session, openUnit, batch);
           }
           if (batch.meta.commit) await this.#commitUnit(session, openUnit, batch);
         },
@@ -312,9 +324,10 @@ class PgSinkImpl implements PgSink {
         { cause: error, stream: batch.stream, location: { file: openUnit.source } },
       );
     }
-    if (!batch.meta.commit) return { committed: false };
+    const counts = applied ? { rows: applied.rows, filtered: applied.filtered } : {};
+    if (!batch.meta.commit) return { committed: false, ...counts };
     session.unit = undefined;
-    return { committed: true };
+    return { committed: true, ...counts };
   }
 
   async abort(error: Error): Promise<void> {
@@ -581,43 +594,105 @@ class PgSinkImpl implements PgSink {
     return session.shape!;
   }
 
-  async #applyBatch(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<void> {
+  async #applyBatch(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<Applied | undefined> {
     const { stats } = unit;
-    const { meta } = batch;
+    const { meta, raw } = batch;
     stats.batches++;
     stats.rowsRead += meta.rowsRead;
     for (const [name, count] of Object.entries(meta.filtered))
       stats.filtered[name] = (stats.filtered[name] ?? 0) + count;
     stats.bytes += meta.bytes ?? 0;
     if (meta['late'] === 'skipped') unit.late = true;
-    if (batch.rows.length === 0) return;
+    const records = raw ? raw.records : batch.rows.length;
+    if (records === 0) return raw ? { rows: 0, filtered: {} } : undefined;
 
     const shape = await this.#shape(session);
-    const columns = batchColumns(batch.rows);
-    const signature = columns.join('\u0000');
-    let plan = session.plans.get(signature);
-    if (!plan) {
-      plan = planApply(shape, columns, this.schema);
-      session.plans.set(signature, plan);
+    let plan: ApplyPlan;
+    if (raw) {
+      // Pass-through: the plan depends on the file's header and the steps to run in SQL.
+      const signature = `csv\u0000${raw.emptyAsNull}\u0000${raw.header.join('\u0000')}\u0000${JSON.stringify(raw.steps)}`;
+      plan =
+        session.plans.get(signature) ??
+        this.#cachePlan(session, signature, () => {
+          const input = compileRaw(raw);
+          return planApply(shape, input.columns, this.schema, input);
+        });
+    } else {
+      const columns = batchColumns(batch.rows);
+      plan =
+        session.plans.get(columns.join('\u0000')) ??
+        this.#cachePlan(session, columns.join('\u0000'), () => planApply(shape, columns, this.schema));
     }
     const client = await this.#ensureTransaction(session, plan.prepareStage);
-    await copyRows(client, plan, batch.rows);
-    let counts: { inserted: number; updated: number; deleted: number };
     try {
-      const result = await client.query<{ inserted: number; updated: number; deleted: number }>(
-        plan.merge,
-        plan.mergeParams,
-      );
+      await this.#stage(client, plan, batch);
+    } catch (error) {
+      // Only a data error (class 22) is about the CSV; others fail as on the row path.
+      const code = (error as { code?: unknown }).code;
+      if (!raw || isTransient(error) || typeof code !== 'string' || !code.startsWith('22')) throw error;
+      throw this.#explainCopyError(batch, error);
+    }
+    let counts: { inserted: number; updated: number; deleted: number; filtered: number[] };
+    try {
+      const result = await client.query<{
+        inserted: number;
+        updated: number;
+        deleted: number;
+        filtered: number[];
+      }>(plan.merge, plan.mergeParams);
       counts = result.rows[0]!;
     } catch (error) {
       if (isTransient(error)) throw error;
       throw await this.#explainApplyError(session, plan, batch, error);
     }
     faultPoint('pg-sink:after-upsert'); // rows applied, checkpoint not yet written (issue 7)
+    const filtered: Record<string, number> = {};
+    plan.filterNames.forEach((name, i) => {
+      const count = counts.filtered[i] ?? 0;
+      if (count) filtered[name] = (filtered[name] ?? 0) + count;
+    });
+    let written = records;
+    for (const [name, count] of Object.entries(filtered)) {
+      stats.filtered[name] = (stats.filtered[name] ?? 0) + count;
+      written -= count;
+    }
     stats.inserted += counts.inserted;
     stats.updated += counts.updated;
     stats.deleted += counts.deleted;
-    stats.unchanged += batch.rows.length - counts.inserted - counts.updated - counts.deleted;
+    stats.unchanged += written - counts.inserted - counts.updated - counts.deleted;
+    return raw ? { rows: written, filtered } : undefined;
+  }
+
+  #cachePlan(session: StreamSession, signature: string, build: () => ApplyPlan): ApplyPlan {
+    const plan = build();
+    session.plans.set(signature, plan);
+    return plan;
+  }
+
+  /** Fills the staging table: raw CSV bytes as they are, or rows in COPY text format. */
+  async #stage(client: pg.ClientBase, plan: ApplyPlan, batch: Batch<Row>): Promise<void> {
+    if (batch.raw) await copyCsv(client, plan, batch.raw.bytes);
+    else await copyRows(client, plan, batch.rows);
+  }
+
+  /**
+   * COPY refused raw CSV (a wrong field count, mostly): csv-parse over the same bytes gives the
+   * row path's error, naming file, line and column; otherwise COPY's own line is mapped to the file.
+   */
+  #explainCopyError(batch: Batch<Row>, error: unknown): TributaryError {
+    const raw = batch.raw!;
+    try {
+      raw.parse();
+    } catch (parseError) {
+      if (parseError instanceof TributaryError) return parseError;
+    }
+    const file = batch.meta.source ?? batch.stream;
+    const line = copyErrorLine(raw, (error as { where?: string }).where);
+    return new TributaryError(
+      'MALFORMED_ROW',
+      `${file}${line === undefined ? '' : `:${line}`}: COPY rejected the CSV: ${errorText(error)}`,
+      { cause: error, stream: batch.stream, location: { file, ...(line === undefined ? {} : { line }) } },
+    );
   }
 
   /**
@@ -640,7 +715,7 @@ class PgSinkImpl implements PgSink {
       try {
         await this.#discardTransaction(session, error);
         const client = await this.#ensureTransaction(session, plan.prepareStage);
-        await copyRows(client, plan, batch.rows);
+        await this.#stage(client, plan, batch);
         const located = await client.query<{ ord: number; col: number; col_value: string | null }>(
           plan.locate,
           plan.locateParams,
@@ -665,12 +740,17 @@ class PgSinkImpl implements PgSink {
       );
     }
     const column = plan.locateColumns[found.col]!;
-    const at = batch.meta.locations?.[found.ord];
+    // Raw staging numbers rows from 1 in COPY order; rows sent from JavaScript from 0.
+    const raw = batch.raw;
+    const index = raw ? Number(found.ord) - 1 : found.ord;
+    const at = raw
+      ? { file: source, line: raw.line(index), record: raw.firstRecord + index }
+      : batch.meta.locations?.[index];
     const location: InputLocation = {
       file: at?.file ?? source,
       ...(at?.line === undefined ? {} : { line: at.line }),
       column,
-      record: at?.record ?? found.ord + 1,
+      record: at?.record ?? index + 1,
     };
     const type = session.shape?.columns.get(column)?.type ?? 'text';
     const isKey =

@@ -155,12 +155,18 @@ function toLoadRecord(row: LoadRow): LoadRecord {
   };
 }
 
-async function listLoads(db: pg.Pool | pg.ClientBase, schema: string, stream: string): Promise<LoadRecord[]> {
+async function listLoads(
+  db: pg.Pool | pg.ClientBase,
+  schema: string,
+  stream: string,
+  sources?: readonly string[],
+): Promise<LoadRecord[]> {
+  // With `sources`, each ref is one probe of loads_stream_source_idx, however long the history.
   const result = await db.query<LoadRow>(
     `SELECT DISTINCT ON (source) stream, source, etag, size, kind, status, finished_at, error
-       FROM ${quoteIdent(schema)}.loads WHERE stream = $1
+       FROM ${quoteIdent(schema)}.loads WHERE stream = $1${sources ? ' AND source = ANY($2::text[])' : ''}
       ORDER BY source, load_id DESC`,
-    [stream],
+    sources ? [stream, [...sources]] : [stream],
   );
   return result.rows.map(toLoadRecord);
 }
@@ -168,10 +174,10 @@ async function listLoads(db: pg.Pool | pg.ClientBase, schema: string, stream: st
 /** The load log (`<schema>.loads`) as the sources see it. A missing schema reads as empty. */
 export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () => Promise<void>): LoadLog {
   return {
-    async list(stream) {
+    async list(stream, sources) {
       await beforeUse?.();
       if (!(await controlTableExists(pool, schema, 'loads'))) return [];
-      return listLoads(pool, schema, stream);
+      return listLoads(pool, schema, stream, sources);
     },
     async markArchived(stream, source) {
       await beforeUse?.();
@@ -225,7 +231,7 @@ export async function readState(
   const row = result.rows[0];
   const hasLoads = await controlTableExists(db, schema, 'loads');
   const loads: LoadLog = {
-    list: async (s) => (hasLoads ? listLoads(db, schema, s) : []),
+    list: async (s, sources) => (hasLoads ? listLoads(db, schema, s, sources) : []),
     markArchived: async () => {
       throw new TributaryError('INVALID_OPTIONS', 'readState(): the load log is read-only here (dry run)');
     },

@@ -131,6 +131,11 @@ describe('apply', () => {
     ]);
     await sink.loadLog.markArchived(stream, 'changes/2024-01-01.csv');
     expect((await sink.loadLog.list(stream))[0]).toMatchObject({ status: 'archived' });
+    // Planning reads only the files it listed.
+    expect(await sink.loadLog.list(stream, ['changes/2024-01-02.csv', 'changes/unknown.csv'])).toEqual([
+      expect.objectContaining({ source: 'changes/2024-01-02.csv', status: 'loaded' }),
+    ]);
+    expect(await sink.loadLog.list(stream, [])).toEqual([]);
   });
 
   it('keeps the last occurrence of a duplicate key, and a replay changes nothing', async () => {
