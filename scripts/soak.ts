@@ -23,6 +23,7 @@ import {
   csvChunks,
   type GeneratedFile,
   generateBucket,
+  seededRandom,
   TICKET_COLUMNS,
   uploadBucket,
 } from '@tributary/example-tickets';
@@ -63,18 +64,6 @@ const scale = positive('scale', args.scale);
 const log = (text: string) =>
   process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
 
-/** mulberry32, seeded: the deltas are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 function stamp(d: Date, sep: string): string {
   return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}${sep}${pad(d.getUTCHours())}${sep === 'T' ? '-' : ':'}${pad(d.getUTCMinutes())}${sep === 'T' ? '-' : ':'}${pad(d.getUTCSeconds())}`;
@@ -87,7 +76,7 @@ function deltaFile(index: number, baselineCount: number, firstNew: number): Gene
   const at = new Date(Date.UTC(2026, 5, 23, 0, 0, 0) + index * 60_000);
   const key = `automations/inc/changes/${stamp(at, 'T')}.csv`;
   const rows: Row[] = [];
-  const rand = prng(1_000_003 * (index + 1));
+  const rand = seededRandom(1_000_003 * (index + 1));
   const newCount = Math.ceil(rowsPerDelta / 3);
   for (let i = 0; i < rowsPerDelta; i++) {
     const n = i < newCount ? firstNew + i : 1 + Math.floor(rand() * (baselineCount - 1));

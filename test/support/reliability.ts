@@ -122,14 +122,5 @@ export async function pollUntil(
   throw new Error(`timed out waiting for: ${what}`);
 }
 
-/** mulberry32: seeded randomness, so a failing random-kill run can be repeated. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded randomness, so a failing random-kill run can be repeated. */
+export { seededRandom } from '@tributary/example-tickets';

@@ -52,8 +52,8 @@ export const SHAPES: Record<Dataset, DatasetShape> = {
   },
 };
 
-/** mulberry32: a tiny seeded PRNG, so the bucket is reproducible. */
-function prng(seed: number): () => number {
+/** mulberry32: a tiny seeded PRNG, so the bucket (and the soak's deltas, the tests' random kills) is reproducible. */
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -167,7 +167,7 @@ export function generateBucket(options: GenerateOptions = {}): GeneratedFile[] {
       kind: 'baseline',
       rowCount: baselineCount,
       rows: function* () {
-        const rand = prng(datasetSeed);
+        const rand = seededRandom(datasetSeed);
         yield sentinelRow();
         for (let n = 1; n < baselineCount; n++) yield ticketRow(rand, dataset, n, 0, 0.03);
       },
@@ -183,7 +183,7 @@ export function generateBucket(options: GenerateOptions = {}): GeneratedFile[] {
         kind: 'delta',
         rowCount: delta.rows,
         rows: function* () {
-          const rand = prng(datasetSeed + 7 * (d + 1));
+          const rand = seededRandom(datasetSeed + 7 * (d + 1));
           for (let i = 0; i < delta.rows; i++) {
             // Two thirds are updates of existing tickets, the rest new ones. In the largest
             // delta one ticket appears twice: the later row must win (file order).
@@ -216,7 +216,7 @@ export function generateBucket(options: GenerateOptions = {}): GeneratedFile[] {
     kind: 'legacy',
     rowCount: 2,
     rows: function* () {
-      const rand = prng(seed);
+      const rand = seededRandom(seed);
       yield ticketRow(rand, 'crq', 1, 0, 0);
       yield ticketRow(rand, 'crq', 2, 0, 0);
     },

@@ -7,6 +7,7 @@ export {
   type GeneratedFile,
   generateBucket,
   SHAPES,
+  seededRandom,
 } from './generate.js';
 export {
   type FileReport,

@@ -1,12 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import {
-  type Batch,
-  type PipelineEvent,
-  pipeline,
-  type Row,
-  type Transform,
-  TributaryError,
-} from '@tributary/core';
+import { type PipelineEvent, pipeline, TributaryError } from '@tributary/core';
 import { type PgSink, pgSink, readState, type TargetTable } from '@tributary/pg-sink';
 import { type S3Source, type StreamDefinition, s3Source } from '@tributary/s3-source';
 import type pg from 'pg';
@@ -110,29 +103,31 @@ export function ticketSink(pool: pg.Pool, datasets: Dataset[]): PgSink {
   });
 }
 
-/** Counts per file, from what passed through the transforms (read, filtered, sent to the upsert). */
-function fileTracker(files: Map<string, FileReport>): Transform {
-  return (batch: Batch<Row>) => {
-    const key = String(batch.meta.source ?? '');
-    let report = files.get(key);
-    if (!report) {
-      report = {
-        key,
-        kind: batch.meta.kind ?? 'delta',
-        status: 'planned',
-        rowsRead: 0,
-        rowsFiltered: 0,
-        rowsUpserted: 0,
-      };
-      if (typeof batch.meta['size'] === 'number') report.size = batch.meta['size'];
-      files.set(key, report);
-    }
-    report.rowsRead += batch.meta.rowsRead;
-    report.rowsFiltered += Object.values(batch.meta.filtered).reduce((a, b) => a + b, 0);
-    report.rowsUpserted += batch.rows.length;
-    if (batch.meta['late'] === 'skipped') report.status = 'skipped';
-    return batch;
-  };
+/**
+ * Counts per file from the pipeline's events: each written batch adds what was read, filtered
+ * (in JavaScript or in the merge SQL) and sent to the upsert.
+ */
+function trackFiles(files: Map<string, FileReport>, event: PipelineEvent): void {
+  if (event.type !== 'batch-written') return;
+  const { meta } = event;
+  const key = String(meta.source ?? '');
+  let report = files.get(key);
+  if (!report) {
+    report = {
+      key,
+      kind: meta.kind ?? 'delta',
+      status: 'planned',
+      rowsRead: 0,
+      rowsFiltered: 0,
+      rowsUpserted: 0,
+    };
+    if (typeof meta['size'] === 'number') report.size = meta['size'];
+    files.set(key, report);
+  }
+  report.rowsRead += meta.rowsRead;
+  report.rowsFiltered += Object.values(event.filtered).reduce((a, b) => a + b, 0);
+  report.rowsUpserted += event.rows;
+  if (meta['late'] === 'skipped') report.status = 'skipped';
 }
 
 /**
@@ -228,6 +223,7 @@ async function applyDataset(
     if (event.type === 'retry') {
       for (const [key, file] of files) if (file.status === 'planned') files.delete(key);
     }
+    trackFiles(files, event);
     if (event.type === 'committed' && event.source) {
       const file = files.get(event.source);
       if (file && file.status === 'planned') file.status = 'loaded';
@@ -241,7 +237,7 @@ async function applyDataset(
       streams: [stream],
       info: { command: options.replayFrom ? 'replay' : 'run' },
     });
-    const result = await pipeline(source, ...ticketTransforms(), fileTracker(files), sink, {
+    const result = await pipeline(source, ...ticketTransforms(), sink, {
       onEvent,
       ...(options.watch ? { stopSignal: options.watch.stop } : {}),
     });

@@ -1,4 +1,4 @@
-import { dropFields, filter, normalize, type Row, type Transform } from '@tributary/core';
+import { cleanText, dropFields, type Row, skipRows, type TextRule, type Transform } from '@tributary/core';
 
 /**
  * The ticket export's schema and consumer rules (seed 000: "n8n S3 Ticket Exports — CDC").
@@ -106,13 +106,27 @@ export function normalizeRawStatus(value: unknown): unknown {
   return folded === '' ? null : folded;
 }
 
-/** The consumer rules of seed 000, in order: drop alarms and the sentinel, drop fields, normalize. */
+/** `region` and `raw_status` clean-ups as declarative rules (the same as the functions above). */
+export const TEXT_RULES: Readonly<Record<string, TextRule>> = {
+  region: { trim: true, case: 'upper', collapse: { chars: ' \t\n\r\f\v_-', into: ' ' }, emptyToNull: true },
+  raw_status: {
+    trim: true,
+    case: 'lower',
+    collapse: { chars: ' \t\n\r\f\v-', into: '_' },
+    emptyToNull: true,
+  },
+};
+
+/**
+ * The consumer rules of seed 000, in order: drop alarms and the sentinel, drop fields, normalize.
+ * All declarative, so on the pass-through path PostgreSQL runs them inside the merge.
+ */
 export function ticketTransforms(drop: readonly string[] = DEFAULT_DROP_FIELDS): Transform[] {
   return [
-    filter('is_alarm', (row) => !isTrue(row['is_alarm'])),
-    filter('sentinel', (row) => !String(row['ticket_id'] ?? '').startsWith(SENTINEL_PREFIX)),
+    skipRows('is_alarm', { column: 'is_alarm', oneOf: [...TRUE_VALUES], trim: true, ignoreCase: true }),
+    skipRows('sentinel', { column: 'ticket_id', startsWith: SENTINEL_PREFIX }),
     dropFields(drop),
-    normalize({ region: normalizeRegion, raw_status: normalizeRawStatus }),
+    cleanText(TEXT_RULES),
   ];
 }
 
