@@ -61,6 +61,7 @@ export function renderMarkdown(report: Report, notes: string): string {
           'CSV MiB',
           'runs',
           'ours s',
+          'CLI s',
           'floor s',
           'naive s',
           'ours rows/s',
@@ -74,6 +75,7 @@ export function renderMarkdown(report: Report, notes: string): string {
           a.csvMiB,
           a.seconds['ours']!.runs,
           fmt(a.seconds['ours']!),
+          a.seconds['cli'] ? fmt(a.seconds['cli']) : '—',
           fmt(a.seconds['floor']!),
           a.seconds['naive'] ? fmt(a.seconds['naive']) : '—',
           a.rowsPerSecond['ours']!,
@@ -91,6 +93,12 @@ export function renderMarkdown(report: Report, notes: string): string {
       `${first.ratios.oursOverFloor}× (${first.rows} rows)`,
       verdict(first.ratios.oursOverFloor <= 1.5),
     ]);
+    if (first.ratios.cliOverFloor !== undefined)
+      targets.push([
+        'baseline through the CLI (reported beside it)',
+        `${first.ratios.cliOverFloor}× the floor`,
+        'reported',
+      ]);
     if (first.ratios.naiveOverOurs !== undefined)
       targets.push([
         '≥ 10× faster than the naive loop',
@@ -173,6 +181,13 @@ export function renderMarkdown(report: Report, notes: string): string {
             fmt(p.seconds.ours, 3),
             p.mibPerSecond.ours,
             p.rowsPerSecond.ours,
+          ],
+          [
+            'ours, pass-through (`passThrough`: records cut for COPY, fields not parsed)',
+            p.seconds.passThrough.runs,
+            fmt(p.seconds.passThrough, 3),
+            p.mibPerSecond.passThrough,
+            p.rowsPerSecond.passThrough,
           ],
           [
             'bare csv-parse (`columns: true`, data events)',

@@ -7,6 +7,7 @@ import {
   resetLibrary,
   tableDigest,
 } from '../lib/apply.js';
+import { runTicketsCli } from '../lib/cli.js';
 import type { BenchContext } from '../lib/context.js';
 import { BASELINE_STAMP, baselineCsv, ensureBucket, uploadFile } from '../lib/data.js';
 import { measure, round, type Summary, summarize } from '../lib/stats.js';
@@ -19,7 +20,7 @@ export interface ApplySizeResult {
   seconds: Record<string, Summary>;
   rowsPerSecond: Record<string, number>;
   peakRssMiB: Record<string, Summary>;
-  ratios: { oursOverFloor: number; naiveOverOurs?: number };
+  ratios: { oursOverFloor: number; naiveOverOurs?: number; cliOverFloor?: number };
   tablesAgree: boolean;
 }
 
@@ -39,7 +40,15 @@ export async function runApply(ctx: BenchContext): Promise<ApplySizeResult[]> {
     await uploadFile(client, 'bench', key, csv.path);
     const env = benchEnvironment(services.s3, prefix);
     const withNaive = rows <= config.naiveMaxRows;
-    const times: Record<string, number[]> = { ours: [], floor: [], ...(withNaive ? { naive: [] } : {}) };
+    // The CLI beside the in-process figure (issue 8), at the seed's size: process start, tsx
+    // load and the archive move included.
+    const withCli = rows === config.sizes[0];
+    const times: Record<string, number[]> = {
+      ours: [],
+      floor: [],
+      ...(withNaive ? { naive: [] } : {}),
+      ...(withCli ? { cli: [] } : {}),
+    };
     const rss: Record<string, number[]> = { ours: [], floor: [], ...(withNaive ? { naive: [] } : {}) };
     let rowsWritten = 0;
     let tablesAgree = true;
@@ -54,6 +63,11 @@ export async function runApply(ctx: BenchContext): Promise<ApplySizeResult[]> {
       const floor = await measure(() => applyFloor(client, pool, 'bench', key));
       times['floor']!.push(floor.ms);
       rss['floor']!.push(floor.rssMiB);
+      if (withCli) {
+        await resetLibrary(pool);
+        times['cli']!.push(await runTicketsCli(services, prefix));
+        await uploadFile(client, 'bench', key, csv.path); // run --apply archived it
+      }
       if (withNaive) {
         await pool.query('TRUNCATE bench_naive.inc');
         const naive = await measure(() => applyNaive(client, pool, 'bench', key));
@@ -71,6 +85,7 @@ export async function runApply(ctx: BenchContext): Promise<ApplySizeResult[]> {
       }
       log(
         `apply ${rows} rows, run ${i + 1}/${config.runs}: ours ${round(ours.ms)} ms, floor ${round(floor.ms)} ms` +
+          (withCli ? `, CLI ${round(times['cli']!.at(-1)!)} ms` : '') +
           (withNaive ? `, naive ${round(times['naive']!.at(-1)!)} ms` : ''),
       );
     }
@@ -90,6 +105,7 @@ export async function runApply(ctx: BenchContext): Promise<ApplySizeResult[]> {
       ratios: {
         oursOverFloor: round(seconds['ours']!.median / seconds['floor']!.median),
         ...(withNaive ? { naiveOverOurs: round(seconds['naive']!.median / seconds['ours']!.median) } : {}),
+        ...(withCli ? { cliOverFloor: round(seconds['cli']!.median / seconds['floor']!.median) } : {}),
       },
       tablesAgree,
     });

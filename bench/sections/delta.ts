@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { changeFiles, generateBucket, runDatasets } from '@tributary/example-tickets';
 import { benchEnvironment, resetLibrary } from '../lib/apply.js';
+import { runTicketsCli } from '../lib/cli.js';
 import type { BenchContext } from '../lib/context.js';
 import { BASELINE_STAMP, baselineCsv, csvText, ensureBucket, uploadFile } from '../lib/data.js';
-import { ROOT } from '../lib/services.js';
 import { percentile, round, type Summary, summarize } from '../lib/stats.js';
 
 const PREFIX = 'bench/delta';
@@ -68,50 +67,7 @@ export async function runDelta(ctx: BenchContext): Promise<DeltaResult> {
   };
   const cli = async (): Promise<number> => {
     await upload();
-    const started = performance.now();
-    const child = spawn(
-      process.execPath,
-      [
-        '--conditions=@tributary/source',
-        '--import',
-        'tsx',
-        'examples/tickets/src/cli.ts',
-        'run',
-        '--apply',
-        '--dataset',
-        'inc',
-        '--json',
-      ],
-      {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: {
-          ...process.env,
-          DATABASE_URL: services.databaseUrl,
-          S3_ENDPOINT: services.s3.endpoint,
-          S3_BUCKET: 'bench',
-          S3_PREFIX: PREFIX,
-          AWS_REGION: services.s3.region,
-          ...(services.s3.accessKeyId
-            ? {
-                AWS_ACCESS_KEY_ID: services.s3.accessKeyId,
-                AWS_SECRET_ACCESS_KEY: services.s3.secretAccessKey,
-              }
-            : {}),
-        },
-      },
-    );
-    let output = '';
-    child.stdout.on('data', (d) => {
-      output += d;
-    });
-    child.stderr.on('data', (d) => {
-      output += d;
-    });
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-    const ms = performance.now() - started;
-    if (code !== 0) throw new Error(`tickets-pipeline run exited ${code}: ${output.slice(0, 2000)}`);
-    return ms;
+    return runTicketsCli(services, PREFIX);
   };
   for (let i = 0; i < 2; i++) {
     await inProcess();
