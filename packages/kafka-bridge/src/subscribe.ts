@@ -32,7 +32,15 @@ export interface SubscribeOptions {
   awaitCommit?: boolean;
   /** For sinks that roll by age: emit an empty batch per assigned partition this often when idle. */
   tickMs?: number;
-  consumer?: Partial<typeof FAST_CONSUMER> & { readUncommitted?: boolean };
+  /**
+   * kafkajs consumer settings. Fetches default to 8 MiB per partition and 32 MiB per request
+   * (memory per subscriber is bounded by about twice that plus the batch being written).
+   */
+  consumer?: Partial<typeof FAST_CONSUMER> & {
+    readUncommitted?: boolean;
+    maxBytesPerPartition?: number;
+    maxBytes?: number;
+  };
 }
 
 export interface KafkaPosition {
@@ -87,6 +95,10 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
       const c = options.kafka.consumer({
         groupId: options.groupId,
         ...FAST_CONSUMER,
+        // Larger fetches than kafkajs' 1 MiB: a fetch holding several batches lets the next
+        // one decode while the sink writes the current one (about 10% on the benchmark).
+        maxBytesPerPartition: 8 << 20,
+        maxBytes: 32 << 20,
         ...options.consumer,
         readUncommitted: options.consumer?.readUncommitted ?? false,
         allowAutoTopicCreation: false,
@@ -128,8 +140,24 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
         // still is the stored one, which fences a member that lost this partition in a
         // rebalance while its batch was in flight (no offset applied twice).
         let previous: Position | null = stored ? { ...stored } : null;
+        // Slices handed over and not yet committed, oldest first. One may wait ahead of the one
+        // being written, so its decoding overlaps the sink's work; every slice of this fetch is
+        // committed before eachBatch returns (and before kafkajs fetches or rejoins).
+        const ahead: { settled: Promise<void>; offset: string }[] = [];
+        const settle = async (keep: number) => {
+          while (ahead.length > keep) {
+            const oldest = ahead.shift()!;
+            if (awaitCommit) await oldest.settled;
+            else await settledOrBounded(oldest.settled);
+            resolveOffset(oldest.offset);
+            await heartbeat();
+          }
+        };
         for (let start = 0; start < messages.length; start += maxRows) {
-          if (!isRunning() || isStale() || ctx.signal.aborted) return;
+          if (!isRunning() || isStale() || ctx.signal.aborted) {
+            await settle(0);
+            return;
+          }
           const slice = messages.slice(start, start + maxRows);
           const rows: Row[] = [];
           const offsets: string[] = [];
@@ -189,13 +217,12 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
           settled.catch(() => undefined); // rejected on shutdown; awaited below only when needed
           queue.push(item);
           notify();
-          // Sequential per batch: the next fetch waits for this commit, so a revoked partition's
-          // batch is finished (or rolled back) before this member rejoins the group.
-          if (awaitCommit) await settled;
-          else await settledOrBounded(settled);
-          resolveOffset(last.offset);
-          await heartbeat();
+          ahead.push({ settled, offset: last.offset });
+          await settle(1);
         }
+        // The next fetch waits for these commits, so a revoked partition's batches are finished
+        // (or rolled back) before this member rejoins the group.
+        await settle(0);
         if (!messages.length && batch.messages.length) resolveOffset(batch.lastOffset());
         // Only now is every message of this fetch handed over: the idle check may count it.
         if (batch.messages.length) reached.set(partition, BigInt(batch.lastOffset()) + 1n);
@@ -312,7 +339,9 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
         }
       } finally {
         if (tick) clearInterval(tick);
-        for (const item of pendingCommits.values())
+        // Batches handed over or still queued never commit now: release every eachBatch call
+        // waiting on them, or kafkajs' stop() would wait for them forever.
+        for (const item of [...pendingCommits.values(), ...queue.splice(0)])
           item.done?.reject(new TributaryError('ABORTED', 'subscriber stopped'));
         pendingCommits.clear();
         await c.stop().catch(() => undefined);

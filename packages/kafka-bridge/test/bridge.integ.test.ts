@@ -113,6 +113,56 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     expect(new Set(target.rows.map((r) => r['id'])).size).toBe(37);
   });
 
+  it('a fetch larger than maxRows: the next batch is handed over while the sink writes; all commit in order', async () => {
+    const k = kafka();
+    const topic = topicName();
+    const admin = k.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    const producer = k.producer();
+    await producer.connect();
+    await producer.send({
+      topic,
+      messages: rows(0, 12).map((r) => ({ key: String(r['id']), value: JSON.stringify(r) })),
+    });
+    await producer.disconnect();
+
+    // The first write waits until the source has handed over the second batch: without the
+    // look-ahead the source waits for that write's commit first, and this never finishes.
+    let read = 0;
+    let secondRead!: () => void;
+    const second = new Promise<void>((resolve) => {
+      secondRead = resolve;
+    });
+    const target = memorySink({
+      beforeWrite: async (_batch, writes) => {
+        if (writes === 0) await second;
+      },
+    });
+    const offsets: string[] = [];
+    await pipeline(
+      kafkaSubscribeSource({
+        kafka: k,
+        topic,
+        groupId: `g-${topic}`,
+        decode: createDecoder(),
+        maxRows: 3,
+        exitWhenIdle: true,
+      }),
+      target,
+      {
+        onEvent: (event) => {
+          if (event.type === 'batch-read' && ++read === 2) secondRead();
+          if (event.type === 'batch-written') offsets.push(String(event.meta['lastOffset']));
+        },
+      },
+    );
+    expect(target.rows.map((r) => r['id'])).toEqual(rows(0, 12).map((r) => r['id']));
+    expect(offsets).toEqual(['2', '5', '8', '11']);
+    expect(await target.checkpoint(`kafka/g-${topic}/${topic}/0`)).toMatchObject({ offset: '11' });
+  });
+
   it('poison messages: error stops without advancing; dead-letter moves on and records the error', async () => {
     const k = kafka();
     const topic = topicName();
