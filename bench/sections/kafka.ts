@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { pipeline } from '@tributary/core';
 import {
   DEFAULT_DROP_FIELDS,
+  type Environment,
   TICKET_COLUMNS,
   TIME_ZONE,
   tableColumns,
@@ -20,6 +22,7 @@ import { pgSink } from '@tributary/pg-sink';
 import { s3Source } from '@tributary/s3-source';
 import { parse } from 'csv-parse/sync';
 import { Kafka, type Message } from 'kafkajs';
+import type pg from 'pg';
 import { applyLibrary, benchEnvironment, resetLibrary } from '../lib/apply.js';
 import type { BenchContext } from '../lib/context.js';
 import { BASELINE_STAMP, baselineCsv, ensureBucket, uploadFile } from '../lib/data.js';
@@ -65,7 +68,6 @@ export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
     // The bare loops' messages, built before timing: what the publish sink sends, minus encoding.
     const records = parse(readFileSync(csv.path), { columns: true, bom: true }) as Record<string, string>[];
     const messages: Message[] = records.map((r) => ({ key: r['ticket_id']!, value: JSON.stringify(r) }));
-    await pool.query('CREATE SCHEMA IF NOT EXISTS bench_kafka_t');
 
     const times: Record<string, number[]> = {
       direct: [],
@@ -82,66 +84,15 @@ export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
 
       // Publish: s3Source → kafkaPublishSink (Avro, idempotent, acks=all), checkpoint in PG.
       const topic = `bench.inc.${run}`;
-      await pool
-        .query(`DELETE FROM tributary_kafka.checkpoints WHERE stream = 'tickets/inc'`)
-        .catch(() => undefined);
-      await pool
-        .query(`DELETE FROM tributary_kafka.loads WHERE stream = 'tickets/inc'`)
-        .catch(() => undefined);
-      const publish = await measure(async () => {
-        const sink = kafkaPublishSink({
-          kafka,
-          topic,
-          key: ['ticket_id'],
-          columns: TICKET_COLUMNS,
-          createTopics: { partitions: PARTITIONS, replicationFactor: 1 },
-          checkpoints: pgSink({ pool, schema: 'tributary_kafka', targets: () => null }),
-        });
-        try {
-          const source = s3Source({
-            client,
-            streams: [ticketStream(env, 'inc', { lateFiles: 'error' })],
-            archive: false,
-          });
-          await pipeline(source, sink);
-          if (sink.published !== rows) throw new Error(`published ${sink.published} of ${rows}`);
-        } finally {
-          await sink.close();
-        }
-      });
+      await resetPublish(pool);
+      const publish = await measure(() => publishLeg({ kafka, pool, client, env, topic, rows }));
       times['publish']!.push(publish.ms / 1000);
 
       // Subscribe: kafkaSubscribeSource → ticket transforms → pgSink (offsets stored with rows).
-      await pool.query('DROP TABLE IF EXISTS bench_kafka_t.inc');
-      const subscribe = await measure(async () => {
-        const sink = pgSink({
-          pool,
-          schema: 'tributary_kafka',
-          lock: { enabled: false },
-          targets: () => ({
-            schema: 'bench_kafka_t',
-            table: 'inc',
-            key: ['ticket_id'],
-            columns: tableColumns(DEFAULT_DROP_FIELDS),
-            createTable: true,
-            mode: 'upsert',
-            timeZone: TIME_ZONE,
-          }),
-        });
-        try {
-          const source = kafkaSubscribeSource({
-            kafka,
-            topic,
-            groupId: `bench-sub-${run}`,
-            decode: createDecoder({ schemas: schemaTopicLookup(kafka, topic) }),
-            exitWhenIdle: true,
-          });
-          const result = await pipeline(source, ...ticketTransforms(), sink);
-          if (result.rowsRead !== rows) throw new Error(`subscribed ${result.rowsRead} of ${rows}`);
-        } finally {
-          await sink.close();
-        }
-      });
+      await resetSubscribe(pool);
+      const subscribe = await measure(() =>
+        subscribeLeg({ kafka, pool, topic, groupId: `bench-sub-${run}`, rows }),
+      );
       times['subscribe']!.push(subscribe.ms / 1000);
 
       // Bare producer: same number of keyed messages, 1,000 per request, idempotent, acks=all.
@@ -200,5 +151,84 @@ export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
   } finally {
     await admin.disconnect().catch(() => undefined);
     await broker.stop();
+  }
+}
+
+interface LegOptions {
+  kafka: Kafka;
+  pool: pg.Pool;
+  topic: string;
+  rows: number;
+}
+
+/** Forget the publisher's checkpoint, so the file is published again (outside the timing). */
+export async function resetPublish(pool: pg.Pool): Promise<void> {
+  await pool
+    .query(`DELETE FROM tributary_kafka.checkpoints WHERE stream = 'tickets/inc'`)
+    .catch(() => undefined);
+  await pool.query(`DELETE FROM tributary_kafka.loads WHERE stream = 'tickets/inc'`).catch(() => undefined);
+}
+
+/** Start the subscriber's table afresh (outside the timing). */
+export async function resetSubscribe(pool: pg.Pool): Promise<void> {
+  await pool.query('CREATE SCHEMA IF NOT EXISTS bench_kafka_t');
+  await pool.query('DROP TABLE IF EXISTS bench_kafka_t.inc');
+}
+
+/** s3Source → kafkaPublishSink (Avro, idempotent, acks=all), checkpoint in PostgreSQL. */
+export async function publishLeg(
+  options: LegOptions & { client: S3Client; env: Environment },
+): Promise<void> {
+  const { kafka, pool, client, env, topic, rows } = options;
+  const sink = kafkaPublishSink({
+    kafka,
+    topic,
+    key: ['ticket_id'],
+    columns: TICKET_COLUMNS,
+    createTopics: { partitions: PARTITIONS, replicationFactor: 1 },
+    checkpoints: pgSink({ pool, schema: 'tributary_kafka', targets: () => null }),
+  });
+  try {
+    const source = s3Source({
+      client,
+      streams: [ticketStream(env, 'inc', { lateFiles: 'error' })],
+      archive: false,
+    });
+    await pipeline(source, sink);
+    if (sink.published !== rows) throw new Error(`published ${sink.published} of ${rows}`);
+  } finally {
+    await sink.close();
+  }
+}
+
+/** kafkaSubscribeSource → ticket transforms → pgSink (offsets stored with the rows), fresh table. */
+export async function subscribeLeg(options: LegOptions & { groupId: string }): Promise<void> {
+  const { kafka, pool, topic, groupId, rows } = options;
+  const sink = pgSink({
+    pool,
+    schema: 'tributary_kafka',
+    lock: { enabled: false },
+    targets: () => ({
+      schema: 'bench_kafka_t',
+      table: 'inc',
+      key: ['ticket_id'],
+      columns: tableColumns(DEFAULT_DROP_FIELDS),
+      createTable: true,
+      mode: 'upsert',
+      timeZone: TIME_ZONE,
+    }),
+  });
+  try {
+    const source = kafkaSubscribeSource({
+      kafka,
+      topic,
+      groupId,
+      decode: createDecoder({ schemas: schemaTopicLookup(kafka, topic) }),
+      exitWhenIdle: true,
+    });
+    const result = await pipeline(source, ...ticketTransforms(), sink);
+    if (result.rowsRead !== rows) throw new Error(`subscribed ${result.rowsRead} of ${rows}`);
+  } finally {
+    await sink.close();
   }
 }
