@@ -123,10 +123,14 @@ export function charClass(chars: string): string {
 // same on every database, whatever its ctype, and the same on both paths.
 const ASCII_LOWER = /[a-z]+/g;
 const ASCII_UPPER = /[A-Z]+/g;
+// Pure-ASCII text (nearly all of it) takes the built-in case mapping, which agrees there.
+const NON_ASCII = /[\u0080-\uffff]/;
 export function asciiUpper(text: string): string {
+  if (!NON_ASCII.test(text)) return text.toUpperCase();
   return text.replace(ASCII_LOWER, (run) => run.toUpperCase());
 }
 export function asciiLower(text: string): string {
+  if (!NON_ASCII.test(text)) return text.toLowerCase();
   return text.replace(ASCII_UPPER, (run) => run.toLowerCase());
 }
 

@@ -93,6 +93,16 @@ describe('declarative transforms', () => {
     expect(isDeclarative(t)).toBe(true);
     expect(isDeclarative(filter('f', () => true))).toBe(false);
   });
+
+  it('case folding touches ASCII letters only, like the SQL side (COLLATE "C")', async () => {
+    const upper = cleanText({ v: { case: 'upper' } });
+    const lower = cleanText({ v: { case: 'lower' } });
+    const rows = [{ v: 'nairobi east_2' }, { v: 'straße ǆ éa' }, { v: 'İSTANBUL Kelvin\u212a' }];
+    const up = await upper({ ...rawBatch([], []), raw: undefined, rows: rows.map((r) => ({ ...r })) });
+    const down = await lower({ ...rawBatch([], []), raw: undefined, rows: rows.map((r) => ({ ...r })) });
+    expect(up!.rows.map((r) => r['v'])).toEqual(['NAIROBI EAST_2', 'STRAßE ǆ éA', 'İSTANBUL KELVIN\u212a']);
+    expect(down!.rows.map((r) => r['v'])).toEqual(['nairobi east_2', 'straße ǆ éa', 'İstanbul kelvin\u212a']);
+  });
 });
 
 describe('pipeline() and raw batches', () => {
