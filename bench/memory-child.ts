@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
-import { S3Client } from '@aws-sdk/client-s3';
+import { localS3Client } from '@tributary/s3-source/testing';
 import pg from 'pg';
 import { applyLibrary, benchEnvironment } from './lib/apply.js';
 
@@ -14,16 +14,7 @@ const job = JSON.parse(await text(process.stdin)) as {
   s3: { endpoint: string; region: string; accessKeyId?: string; secretAccessKey?: string };
   prefix: string;
 };
-const client = new S3Client({
-  endpoint: job.s3.endpoint,
-  region: job.s3.region,
-  forcePathStyle: true,
-  ...(job.s3.accessKeyId
-    ? { credentials: { accessKeyId: job.s3.accessKeyId, secretAccessKey: job.s3.secretAccessKey! } }
-    : {}),
-  requestChecksumCalculation: 'WHEN_REQUIRED',
-  responseChecksumValidation: 'WHEN_REQUIRED',
-});
+const client = localS3Client(job.s3);
 const pool = new pg.Pool({ connectionString: job.databaseUrl, max: 4 });
 const started = performance.now();
 const result = await applyLibrary(client, pool, benchEnvironment(job.s3, job.prefix));

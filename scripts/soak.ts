@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Row } from '@tributary/core';
 import {
   csvChunks,
@@ -28,7 +28,7 @@ import {
   uploadBucket,
 } from '@tributary/example-tickets';
 import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
-import { startEmbeddedS3 } from '@tributary/s3-source/testing';
+import { localS3Client, type S3Endpoint, startEmbeddedS3 } from '@tributary/s3-source/testing';
 import pg from 'pg';
 import { diffAgainstOracle } from '../test/support/tickets.js';
 
@@ -142,13 +142,15 @@ async function main(): Promise<number> {
       stops.push(() => server.stop());
       adminUrl = server.url;
     }
-    let s3 = {
-      endpoint: process.env.S3_ENDPOINT,
-      region: process.env.AWS_REGION ?? 'us-east-1',
-      accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? '',
-      secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? '',
-    };
-    if (!s3.endpoint) {
+    let s3: S3Endpoint;
+    if (process.env.S3_ENDPOINT) {
+      s3 = {
+        endpoint: process.env.S3_ENDPOINT,
+        region: process.env.AWS_REGION ?? 'us-east-1',
+        accessKeyId: process.env.AWS_ACCESS_KEY_ID,
+        secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY,
+      };
+    } else {
       log('S3_ENDPOINT unset: starting s3rver');
       const server = await startEmbeddedS3();
       stops.push(() => server.stop());
@@ -173,14 +175,7 @@ async function main(): Promise<number> {
     pool.on('error', () => {});
     stops.push(() => pool.end());
 
-    const client = new S3Client({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    const client = localS3Client(s3);
     stops.push(async () => client.destroy());
     const bucket = name.replace('_', '-');
     await client.send(new CreateBucketCommand({ Bucket: bucket }));

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
-import { startEmbeddedS3 } from '@tributary/s3-source/testing';
+import { localS3Client, startEmbeddedS3 } from '@tributary/s3-source/testing';
 import pg from 'pg';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -64,16 +64,7 @@ export async function startServices(log: (line: string) => void): Promise<Servic
     };
     s3Label = 's3rver 3.7.1 (child process, loopback)';
   }
-  const s3Client = new S3Client({
-    endpoint: s3.endpoint,
-    region: s3.region,
-    forcePathStyle: true,
-    ...(s3.accessKeyId
-      ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey! } }
-      : {}),
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  const s3Client = localS3Client(s3);
   return {
     databaseUrl: dbUrl.toString(),
     postgresLabel,

@@ -4,8 +4,9 @@ import {
   DeleteBucketCommand,
   DeleteObjectsCommand,
   ListObjectsV2Command,
-  S3Client,
+  type S3Client,
 } from '@aws-sdk/client-s3';
+import { localS3Client } from '@tributary/s3-source/testing';
 import pg from 'pg';
 import { afterAll, inject } from 'vitest';
 
@@ -65,15 +66,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 
 /** An S3 client for the test S3 service (path-style, checksums only when required: s3rver). */
 export function testS3Client(): S3Client {
-  const s3 = inject('s3');
-  return new S3Client({
-    endpoint: s3.endpoint,
-    region: s3.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  return localS3Client(inject('s3'));
 }
 
 export interface TestBucket {

@@ -1,6 +1,5 @@
-import { S3Client } from '@aws-sdk/client-s3';
 import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
-import { startEmbeddedS3 } from '@tributary/s3-source/testing';
+import { localS3Client, startEmbeddedS3 } from '@tributary/s3-source/testing';
 import pg from 'pg';
 import type { Environment } from './config.js';
 import { changeFiles, expectedTable, generateBucket } from './generate.js';
@@ -56,14 +55,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       forcePathStyle: true,
       region: s3Server.region,
     };
-    const client = new S3Client({
-      endpoint: s3Server.endpoint,
-      region: s3Server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3Server.accessKeyId, secretAccessKey: s3Server.secretAccessKey },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    const client = localS3Client(s3Server);
     const pool = new pg.Pool({ connectionString: pgServer.url, max: 4, application_name: 'tickets-demo' });
     // pool.end() resolves before its connections finish closing; the embedded server stopping
     // right after may terminate one of them, which is expected here and must not crash the demo.

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { S3Client } from '@aws-sdk/client-s3';
 
 /** A real S3 API server (s3rver) on a loopback port, backed by a temporary directory. */
 export interface EmbeddedS3 {
@@ -94,4 +95,30 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
       if (!options.persistent) await rm(directory, { recursive: true, force: true });
     },
   };
+}
+
+/** Where a local S3 API server answers: an embedded one's details, or S3_ENDPOINT's. */
+export interface S3Endpoint {
+  endpoint: string;
+  region: string;
+  /** Without keys the SDK's default credential chain applies. */
+  accessKeyId?: string | undefined;
+  secretAccessKey?: string | undefined;
+}
+
+/**
+ * An S3 client for a local S3 API server such as s3rver: path-style addressing, and checksums
+ * only when an operation requires them (s3rver does not understand the SDK's default ones).
+ */
+export function localS3Client(s3: S3Endpoint): S3Client {
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    ...(s3.accessKeyId
+      ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey ?? '' } }
+      : {}),
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
 }

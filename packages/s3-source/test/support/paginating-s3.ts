@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, inject } from 'vitest';
 import { createTestBucket, randomName, type TestBucket } from '../../../../test/support/services.js';
+import { localS3Client } from '../../src/testing/index.js';
 
 /**
  * A bucket on an S3 server that can page listings: the shared one when it is real S3 or MinIO
@@ -19,13 +20,11 @@ export async function createPaginatingBucket(): Promise<TestBucket> {
   });
   const [line] = (await once(child.stdout, 'data')) as [Buffer];
   const { endpoint } = JSON.parse(line.toString()) as { endpoint: string };
-  const client = new S3Client({
+  const client = localS3Client({
     endpoint,
     region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
   });
   const bucket = randomName('p').replace('_', '-');
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
