@@ -39,6 +39,23 @@ async function publish(k: Kafka, topic: string, units: Row[][][], stream = 'file
   return { checkpoints, source, sink };
 }
 
+/** A new one-partition topic holding these rows as keyed JSON messages, in order. */
+async function jsonTopic(k: Kafka, values: Row[]): Promise<string> {
+  const topic = topicName();
+  const admin = k.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+  await admin.disconnect();
+  const producer = k.producer();
+  await producer.connect();
+  await producer.send({
+    topic,
+    messages: values.map((r) => ({ key: String(r['id']), value: JSON.stringify(r) })),
+  });
+  await producer.disconnect();
+  return topic;
+}
+
 describe('kafka bridge (kafkajs over TCP)', () => {
   it('publishes keyed Avro messages with provenance, moves the checkpoint after acks, then subscribes', async () => {
     const k = kafka();
@@ -115,18 +132,7 @@ describe('kafka bridge (kafkajs over TCP)', () => {
 
   it('a fetch larger than maxRows: the next batch is handed over while the sink writes; all commit in order', async () => {
     const k = kafka();
-    const topic = topicName();
-    const admin = k.admin();
-    await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-    await admin.disconnect();
-    const producer = k.producer();
-    await producer.connect();
-    await producer.send({
-      topic,
-      messages: rows(0, 12).map((r) => ({ key: String(r['id']), value: JSON.stringify(r) })),
-    });
-    await producer.disconnect();
+    const topic = await jsonTopic(k, rows(0, 12));
 
     // The first write waits until the source has handed over the second batch: without the
     // look-ahead the source waits for that write's commit first, and this never finishes.
@@ -214,18 +220,7 @@ describe('kafka bridge (kafkajs over TCP)', () => {
 
   it('archives a topic to S3 rolled by count, deterministic keys, readable back', async () => {
     const k = kafka();
-    const topic = topicName();
-    const admin = k.admin();
-    await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-    await admin.disconnect();
-    const producer = k.producer();
-    await producer.connect();
-    await producer.send({
-      topic,
-      messages: rows(0, 25).map((r) => ({ key: String(r['id']), value: JSON.stringify(r) })),
-    });
-    await producer.disconnect();
+    const topic = await jsonTopic(k, rows(0, 25));
     const { bucket, client } = await createTestBucket();
 
     const archiveOnce = async (group: string) => {
