@@ -34,7 +34,7 @@ export interface SubscribeOptions {
   tickMs?: number;
   /**
    * kafkajs consumer settings. Fetches default to 8 MiB per partition and 32 MiB per request
-   * (memory per subscriber is bounded by about twice that plus the batch being written).
+   * (kafkajs holds up to `maxBytes` per broker, plus the batches being decoded and written).
    */
   consumer?: Partial<typeof FAST_CONSUMER> & {
     readUncommitted?: boolean;
@@ -144,88 +144,107 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
         // being written, so its decoding overlaps the sink's work; every slice of this fetch is
         // committed before eachBatch returns (and before kafkajs fetches or rejoins).
         const ahead: { settled: Promise<void>; offset: string }[] = [];
+        // A heartbeat reporting a rebalance, or a failure while decoding, stops this fetch; it
+        // is thrown only once every slice already handed over has committed (or been fenced).
+        let interrupted: { error: unknown } | undefined;
+        let stopped = false;
         const settle = async (keep: number) => {
           while (ahead.length > keep) {
             const oldest = ahead.shift()!;
             if (awaitCommit) await oldest.settled;
             else await settledOrBounded(oldest.settled);
             resolveOffset(oldest.offset);
-            await heartbeat();
-          }
-        };
-        for (let start = 0; start < messages.length; start += maxRows) {
-          if (!isRunning() || isStale() || ctx.signal.aborted) {
-            await settle(0);
-            return;
-          }
-          const slice = messages.slice(start, start + maxRows);
-          const rows: Row[] = [];
-          const offsets: string[] = [];
-          for (const message of slice) {
+            if (interrupted) continue;
             try {
-              rows.push(await options.decode(message.value, message));
-              offsets.push(message.offset);
+              await heartbeat();
             } catch (error) {
-              const where = `${batch.topic}/${partition}@${message.offset}`;
-              if (options.poison !== 'dead-letter') {
-                throw new TributaryError(
-                  'POISON_MESSAGE',
-                  `undecodable message at ${where}: ${(error as Error).message}`,
-                  {
-                    cause: error,
-                    stream,
-                    location: { file: where },
-                  },
-                );
-              }
-              await sendToDeadLetter(batch.topic, partition, message, error as Error);
-              ctx.emit({
-                type: 'warning',
-                stream,
-                message: `message ${where} sent to ${batch.topic}.dlq: ${(error as Error).message}`,
-              });
+              interrupted = { error };
             }
           }
-          consumed += slice.length;
-          const last = slice[slice.length - 1]!;
-          const position: KafkaPosition = { topic: batch.topic, partition, offset: last.offset };
-          lastPositions.set(partition, position);
-          const item: Pending = {
-            batch: {
-              stream,
-              rows,
-              position: { ...position },
-              meta: {
-                source: `${batch.topic}/${partition}/${slice[0]!.offset}-${last.offset}`,
-                commit: true,
-                lastOfUnit: true,
-                rowsRead: slice.length,
-                filtered: rows.length < slice.length ? { 'dead-letter': slice.length - rows.length } : {},
-                topic: batch.topic,
-                partition,
-                firstOffset: slice[0]!.offset,
-                lastOffset: last.offset,
-                offsets,
-                previousPosition: previous,
-              },
-            },
-          };
-          previous = { ...position };
-          const settled = new Promise<void>((resolve, reject) => {
-            item.done = { resolve, reject };
-          });
-          settled.catch(() => undefined); // rejected on shutdown; awaited below only when needed
-          queue.push(item);
-          notify();
-          ahead.push({ settled, offset: last.offset });
-          await settle(1);
+        };
+        try {
+          await handOver();
+        } catch (error) {
+          interrupted ??= { error };
         }
-        // The next fetch waits for these commits, so a revoked partition's batches are finished
-        // (or rolled back) before this member rejoins the group.
+        // The next fetch (or a rejoin) waits for these commits, so a revoked partition's
+        // batches are finished (or rolled back) before this member rejoins the group.
         await settle(0);
+        if (interrupted) throw interrupted.error;
+        if (stopped) return;
         if (!messages.length && batch.messages.length) resolveOffset(batch.lastOffset());
         // Only now is every message of this fetch handed over: the idle check may count it.
         if (batch.messages.length) reached.set(partition, BigInt(batch.lastOffset()) + 1n);
+
+        async function handOver(): Promise<void> {
+          for (let start = 0; start < messages.length; start += maxRows) {
+            if (interrupted || !isRunning() || isStale() || ctx.signal.aborted) {
+              stopped = true;
+              return;
+            }
+            const slice = messages.slice(start, start + maxRows);
+            const rows: Row[] = [];
+            const offsets: string[] = [];
+            for (const message of slice) {
+              try {
+                rows.push(await options.decode(message.value, message));
+                offsets.push(message.offset);
+              } catch (error) {
+                const where = `${batch.topic}/${partition}@${message.offset}`;
+                if (options.poison !== 'dead-letter') {
+                  throw new TributaryError(
+                    'POISON_MESSAGE',
+                    `undecodable message at ${where}: ${(error as Error).message}`,
+                    {
+                      cause: error,
+                      stream,
+                      location: { file: where },
+                    },
+                  );
+                }
+                await sendToDeadLetter(batch.topic, partition, message, error as Error);
+                ctx.emit({
+                  type: 'warning',
+                  stream,
+                  message: `message ${where} sent to ${batch.topic}.dlq: ${(error as Error).message}`,
+                });
+              }
+            }
+            consumed += slice.length;
+            const last = slice[slice.length - 1]!;
+            const position: KafkaPosition = { topic: batch.topic, partition, offset: last.offset };
+            lastPositions.set(partition, position);
+            const item: Pending = {
+              batch: {
+                stream,
+                rows,
+                position: { ...position },
+                meta: {
+                  source: `${batch.topic}/${partition}/${slice[0]!.offset}-${last.offset}`,
+                  commit: true,
+                  lastOfUnit: true,
+                  rowsRead: slice.length,
+                  filtered: rows.length < slice.length ? { 'dead-letter': slice.length - rows.length } : {},
+                  topic: batch.topic,
+                  partition,
+                  firstOffset: slice[0]!.offset,
+                  lastOffset: last.offset,
+                  offsets,
+                  previousPosition: previous,
+                },
+              },
+            };
+            previous = { ...position };
+            const settled = new Promise<void>((resolve, reject) => {
+              item.done = { resolve, reject };
+            });
+            settled.catch(() => undefined); // rejected on shutdown; awaited below only when needed
+            queue.push(item);
+            notify();
+            ahead.push({ settled, offset: last.offset });
+            await settle(1);
+          }
+        }
       };
 
       // Without awaiting each commit (rolling sinks), still bound what is queued ahead.
