@@ -147,8 +147,8 @@ async function main(): Promise<number> {
       s3 = {
         endpoint: process.env.S3_ENDPOINT,
         region: process.env.AWS_REGION ?? 'us-east-1',
-        accessKeyId: process.env.AWS_ACCESS_KEY_ID,
-        secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY,
+        accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? '',
+        secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? '',
       };
     } else {
       log('S3_ENDPOINT unset: starting s3rver');

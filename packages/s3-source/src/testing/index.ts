@@ -101,7 +101,7 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
 export interface S3Endpoint {
   endpoint: string;
   region: string;
-  /** Without keys the SDK's default credential chain applies. */
+  /** Without a key id (undefined) the SDK's default credential chain applies; '' is sent as given. */
   accessKeyId?: string | undefined;
   secretAccessKey?: string | undefined;
 }
@@ -115,7 +115,7 @@ export function localS3Client(s3: S3Endpoint): S3Client {
     endpoint: s3.endpoint,
     region: s3.region,
     forcePathStyle: true,
-    ...(s3.accessKeyId
+    ...(s3.accessKeyId !== undefined
       ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey ?? '' } }
       : {}),
     requestChecksumCalculation: 'WHEN_REQUIRED',
