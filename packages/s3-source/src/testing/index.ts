@@ -34,6 +34,9 @@ store.prototype.deleteObject = async function deleteObject(bucket, key) {
   await Promise.all(['object', 'object.md5', 'metadata.json'].map((kind) =>
     fs.unlink(this.getResourcePath(bucket, key, kind)).catch((error) => { if (error.code !== 'ENOENT') throw error; })));
 };
+// Anything else s3rver leaves unhandled fails that one request, not the server and every test
+// after it: report it (the parent prints it) and serve on.
+process.on('uncaughtException', (error) => process.stderr.write('uncaught: ' + String(error && error.stack || error) + '\\n'));
 const server = new S3rver({ address: '127.0.0.1', port: Number(process.env.S3RVER_PORT), directory: process.env.S3RVER_DIR, silent: true, configureBuckets: [] });
 server.run().then((address) => process.stdout.write(JSON.stringify({ port: address.port }) + '\\n'), (error) => { process.stderr.write(String(error && error.stack || error)); process.exit(1); });
 const stop = () => server.close().finally(() => process.exit(0));
@@ -70,13 +73,15 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
     child.once('exit', (code) => reject(new Error(`s3rver exited with code ${code}: ${stderr.trim()}`)));
   });
   let stopped = false;
+  // Whatever the server reports from now on goes where the test runner prints it.
+  child.stderr.on('data', (d: string) => {
+    if (!stopped) process.stderr.write(`s3rver on port ${port}: ${d}`);
+  });
   // A server that dies under the tests otherwise shows up only as ECONNREFUSED in every later
-  // test: say why it died, once, where the test runner prints it.
+  // test: say why it died, once.
   child.once('exit', (code, signal) => {
     if (stopped) return;
-    process.stderr.write(
-      `s3rver on port ${port} exited unexpectedly (code ${code}, signal ${signal}): ${stderr.trim() || 'no output'}\n`,
-    );
+    process.stderr.write(`s3rver on port ${port} exited unexpectedly (code ${code}, signal ${signal})\n`);
   });
   return {
     endpoint: `http://127.0.0.1:${port}`,
