@@ -12,7 +12,7 @@ import { fastKafkaConfig } from '@tributary/kafka-bridge';
 import { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { benchEnvironment } from './lib/apply.js';
-import { BASELINE_STAMP, baselineCsv, ensureBucket, uploadFile } from './lib/data.js';
+import { stageBaseline } from './lib/data.js';
 import { startKafka, startServices } from './lib/services.js';
 import { publishLeg, resetPublish, resetSubscribe, subscribeLeg } from './sections/kafka.js';
 
@@ -31,10 +31,7 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 const kafka = new Kafka(fastKafkaConfig(broker.brokers, 'tributary-profile'));
 const pool = new pg.Pool({ connectionString: services.databaseUrl, max: 4 });
 try {
-  const csv = await baselineCsv(rows);
-  const prefix = `bench/n${rows}`;
-  await ensureBucket(services.s3Client, 'bench');
-  await uploadFile(services.s3Client, 'bench', `${prefix}/inc/changes/${BASELINE_STAMP}.csv`, csv.path);
+  const { prefix } = await stageBaseline(services.s3Client, rows);
   const client = services.s3Client;
   const env = benchEnvironment(services.s3, prefix);
   const topic = `profile.inc.${Date.now()}`;

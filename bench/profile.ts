@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { applyLibrary, benchEnvironment, resetLibrary } from './lib/apply.js';
-import { BASELINE_STAMP, baselineCsv, ensureBucket, uploadFile } from './lib/data.js';
+import { stageBaseline } from './lib/data.js';
 import { startServices } from './lib/services.js';
 
 const { values } = parseArgs({
@@ -19,10 +19,7 @@ const rows = Number(values.rows);
 const services = await startServices((line) => process.stderr.write(`${line}\n`));
 const pool = new pg.Pool({ connectionString: services.databaseUrl, max: 4 });
 try {
-  const csv = await baselineCsv(rows);
-  const prefix = `bench/n${rows}`;
-  await ensureBucket(services.s3Client, 'bench');
-  await uploadFile(services.s3Client, 'bench', `${prefix}/inc/changes/${BASELINE_STAMP}.csv`, csv.path);
+  const { prefix } = await stageBaseline(services.s3Client, rows);
   for (let i = 0; i < Number(values.runs); i++) {
     await resetLibrary(pool);
     const started = performance.now();

@@ -55,6 +55,22 @@ export async function uploadFile(client: S3Client, bucket: string, key: string, 
   );
 }
 
+/**
+ * The inc baseline of `rows` rows in the `bench` bucket under `bench/n<rows>`, where the
+ * tickets example's inc stream finds it (generated and uploaded only when missing).
+ */
+export async function stageBaseline(
+  client: S3Client,
+  rows: number,
+): Promise<{ csv: { path: string; bytes: number; rows: number }; prefix: string; key: string }> {
+  const csv = await baselineCsv(rows);
+  const prefix = `bench/n${rows}`;
+  const key = `${prefix}/inc/changes/${BASELINE_STAMP}.csv`;
+  await ensureBucket(client, 'bench');
+  await uploadFile(client, 'bench', key, csv.path);
+  return { csv, prefix, key };
+}
+
 /** RFC 4180 quoting, as the generator writes it. */
 function csvField(value: unknown): string {
   const text = value === null || value === undefined ? '' : String(value);

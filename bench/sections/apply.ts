@@ -9,7 +9,7 @@ import {
 } from '../lib/apply.js';
 import { runTicketsCli } from '../lib/cli.js';
 import type { BenchContext } from '../lib/context.js';
-import { BASELINE_STAMP, baselineCsv, ensureBucket, uploadFile } from '../lib/data.js';
+import { stageBaseline, uploadFile } from '../lib/data.js';
 import { measure, round, type Summary, summarize } from '../lib/stats.js';
 
 export interface ApplySizeResult {
@@ -31,13 +31,9 @@ export interface ApplySizeResult {
 export async function runApply(ctx: BenchContext): Promise<ApplySizeResult[]> {
   const { services, pool, config, log } = ctx;
   const client = services.s3Client;
-  await ensureBucket(client, 'bench');
   const out: ApplySizeResult[] = [];
   for (const rows of config.sizes) {
-    const csv = await baselineCsv(rows);
-    const prefix = `bench/n${rows}`;
-    const key = `${prefix}/inc/changes/${BASELINE_STAMP}.csv`;
-    await uploadFile(client, 'bench', key, csv.path);
+    const { csv, prefix, key } = await stageBaseline(client, rows);
     const env = benchEnvironment(services.s3, prefix);
     const withNaive = rows <= config.naiveMaxRows;
     // The CLI beside the in-process figure (issue 8), at the seed's size: process start, tsx

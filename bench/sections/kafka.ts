@@ -25,7 +25,7 @@ import { Kafka, type Message } from 'kafkajs';
 import type pg from 'pg';
 import { applyLibrary, benchEnvironment, resetLibrary } from '../lib/apply.js';
 import type { BenchContext } from '../lib/context.js';
-import { BASELINE_STAMP, baselineCsv, ensureBucket, uploadFile } from '../lib/data.js';
+import { stageBaseline } from '../lib/data.js';
 import { startKafka } from '../lib/services.js';
 import { measure, round, type Summary, summarize } from '../lib/stats.js';
 
@@ -60,10 +60,7 @@ export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
   await admin.connect();
   try {
     const rows = 34_849;
-    const csv = await baselineCsv(rows);
-    const prefix = `bench/n${rows}`;
-    await ensureBucket(client, 'bench');
-    await uploadFile(client, 'bench', `${prefix}/inc/changes/${BASELINE_STAMP}.csv`, csv.path);
+    const { csv, prefix } = await stageBaseline(client, rows);
     const env = benchEnvironment(services.s3, prefix);
     // The bare loops' messages, built before timing: what the publish sink sends, minus encoding.
     const records = parse(readFileSync(csv.path), { columns: true, bom: true }) as Record<string, string>[];
