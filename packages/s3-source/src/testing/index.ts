@@ -63,15 +63,18 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
     },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  // Start-up output explains a failed start; once the server runs, its output is forwarded.
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+  const collect = (d: string) => {
     stderr += d;
-  });
+  };
+  child.stderr.setEncoding('utf8').on('data', collect);
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
     lines.once('line', (line) => resolve((JSON.parse(line) as { port: number }).port));
     child.once('exit', (code) => reject(new Error(`s3rver exited with code ${code}: ${stderr.trim()}`)));
   });
+  child.stderr.off('data', collect);
   let stopped = false;
   // Whatever the server reports from now on goes where the test runner prints it.
   child.stderr.on('data', (d: string) => {
