@@ -89,6 +89,20 @@ describe.concurrent('crashes', () => {
       await recover(w);
     });
 
+    it('s3-source:after-archive-record — recorded as archived, not deleted: the next run deletes it', async () => {
+      const w = await world();
+      const killed = await crashRun(['run', '--apply'], w, 's3-source:after-archive-record');
+      expect(killed.signal).toBe('SIGKILL');
+      // The load row says archived only while the original is still listed, so the next run
+      // sees it and finishes the move (recorded after the delete, it stayed `loaded` for good).
+      expect(await loadStatuses(w)).toEqual({ archived: 1 });
+      expect(await listAll(w.client, w.bucket, 'automations/inc/changes/')).toHaveLength(4);
+      expect(await listAll(w.client, w.bucket, 'automations/inc/processed/')).toEqual([
+        'automations/inc/processed/2026-06-22T15-50-39.csv',
+      ]);
+      await recover(w);
+    });
+
     it('s3-source:watch-sleep — killed while waiting for new files', async () => {
       const w = await world();
       const killed = await crashRun(

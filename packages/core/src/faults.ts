@@ -19,6 +19,7 @@ export const FAULT_POINTS = [
   'pg-sink:after-upsert',
   'pg-sink:after-commit',
   's3-source:after-archive-copy',
+  's3-source:after-archive-record',
   's3-source:watch-sleep',
   'kafka:subscriber-after-commit',
   'kafka:publisher-after-send',

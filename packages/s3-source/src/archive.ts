@@ -16,6 +16,11 @@ export interface ArchiveFileOptions {
   signal?: AbortSignal | undefined;
   /** Wraps each S3 call (retries). */
   send?: <T>(request: () => Promise<T>) => Promise<T>;
+  /**
+   * Runs once the copy is verified, before the original is deleted: the load log records the
+   * archive here, so a crash at any point leaves the file in changes/ until it is recorded.
+   */
+  onCopied?: () => Promise<void>;
 }
 
 /** `CopySource` must be URL-encoded, segment by segment so the `/`s stay. */
@@ -68,6 +73,8 @@ export async function archiveFile(
       { location: { file: input.key } },
     );
   }
+  await options.onCopied?.();
+  faultPoint('s3-source:after-archive-record'); // recorded as archived, original not yet deleted
   await send(() =>
     client.send(new DeleteObjectCommand({ Bucket: input.bucket, Key: input.key }), { abortSignal }),
   );

@@ -196,8 +196,18 @@ export function s3Source(options: S3SourceOptions): S3Source {
     );
     const send = sender(undefined, stream.id);
     try {
-      await archiveFile(client, { bucket: stream.bucket, ...file, target }, { send });
-      if (to === 'processed') await context?.loads?.markArchived(stream.id, file.key);
+      // Recorded before the original is deleted: a crash in between leaves the file listed,
+      // and the next run finishes the move. Recorded after the delete, a crash there left a
+      // file in processed/ whose load row said `loaded` for good (it is never listed again).
+      const loads = context?.loads;
+      await archiveFile(
+        client,
+        { bucket: stream.bucket, ...file, target },
+        {
+          send,
+          ...(to === 'processed' && loads ? { onCopied: () => loads.markArchived(stream.id, file.key) } : {}),
+        },
+      );
       return true;
     } catch (error) {
       emit({
