@@ -20,6 +20,7 @@ export const ErrorCodes = [
   'FENCED',
   'TRANSIENT',
   'POISON_MESSAGE',
+  'STREAMS_FAILED',
   'INTERNAL',
 ] as const;
 
@@ -54,6 +55,17 @@ export class TributaryError extends Error {
     this.stream = options.stream;
     this.location = options.location;
   }
+}
+
+/** The error with its stream set (errors from deeper layers may not know it). */
+export function withStream(error: TributaryError, stream: string): TributaryError {
+  if (error.stream === stream) return error;
+  return new TributaryError(error.code, error.message, {
+    cause: error.cause ?? error,
+    retriable: error.retriable,
+    stream,
+    ...(error.location ? { location: error.location } : {}),
+  });
 }
 
 /** Formats a location the way editors understand it: `file:line:column`. */

@@ -9,9 +9,18 @@ export {
   TributaryError,
   type TributaryErrorOptions,
   toTributaryError,
+  withStream,
 } from './errors.js';
 export { FAULT_POINTS, type FaultPoint, faultPoint } from './faults.js';
-export { type PipelineOptions, type PipelineResult, pipeline } from './pipeline.js';
+export { type PipelineOptions, type PipelineResult, pipeline, streamsFailure } from './pipeline.js';
+export {
+  type RestartPolicy,
+  type RunStreamsOptions,
+  restartDelay,
+  runStreams,
+  type StreamOutcome,
+  semaphore,
+} from './streams.js';
 export {
   ASCII_WHITESPACE,
   asciiLower,

@@ -1,6 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { isAbortError, isTransient, TributaryError, toTributaryError } from './errors.js';
+import { type RestartPolicy, runStreams, semaphore } from './streams.js';
 import { isDeclarative, materialize } from './transforms.js';
 import type {
   Batch,
@@ -32,6 +33,20 @@ export interface PipelineOptions {
   /** Where the source's resume positions come from; defaults to the sink. */
   checkpoints?: CheckpointStore;
   onEvent?: EmitEvent;
+  /**
+   * A source that serves several streams and can be narrowed (`source.only`) runs one chain per
+   * stream, so a failing stream stops only itself (invariant 10). Default true.
+   */
+  isolate?: boolean;
+  /** Streams applying at once when isolated. Default 4. */
+  concurrency?: number;
+  /**
+   * Restart a failed stream after a backoff while the others run. Default: on when the source
+   * is watching (`source.watching`), off for a one-shot run.
+   */
+  restart?: RestartPolicy | false;
+  /** A shared bound on streams doing work at once (several pipelines in one process). */
+  slot?: () => Promise<() => void>;
 }
 
 export interface PipelineResult {
@@ -61,6 +76,10 @@ function isSink(stage: unknown): stage is Sink<Row> {
  * - The source resumes from `checkpoints.checkpoint(stream)` (the sink by default).
  * - `source.committed(batch)` runs only after the sink reported that batch committed
  *   (invariant 3); its failures are warnings because the data is already safe.
+ * - A source over several streams that can be narrowed (`only`) runs one chain per stream,
+ *   `concurrency` at a time: a stream that fails stops at its failing unit and is reported
+ *   (`stream-failed`), the others keep applying; the run then throws naming every failed
+ *   stream. A watching source's failed stream is restarted with backoff instead.
  */
 export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise<PipelineResult> {
   const last = stages.at(-1);
@@ -71,9 +90,7 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
   if (!isSink(sink)) {
     throw new TributaryError('INVALID_OPTIONS', 'pipeline(): the last stage must be a sink with write()');
   }
-  const target: Sink<Row> = sink;
-  const loadLog = sink.loadLog;
-  const transforms = rest.slice(0, -1);
+  const transforms = rest.slice(0, -1) as Transform<Row, Row>[];
   for (const [index, t] of transforms.entries()) {
     if (typeof t !== 'function') {
       throw new TributaryError(
@@ -89,7 +106,6 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
       `pipeline(): maxInFlight must be an integer ≥ 1, got ${maxInFlight}`,
     );
   }
-
   const emit: EmitEvent = (event: PipelineEvent) => {
     try {
       options.onEvent?.(event);
@@ -97,8 +113,36 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
       // A broken progress renderer must not break a load.
     }
   };
-  const checkpoints = options.checkpoints ?? sink;
-  const result: PipelineResult = {
+  const streams = source.streams ?? [];
+  if (source.only && streams.length > 1 && options.isolate !== false) {
+    return runIsolated(source as Source<Row> & { only: NonNullable<Source<Row>['only']> }, streams, {
+      transforms,
+      sink,
+      options,
+      emit,
+    });
+  }
+  emit({ type: 'run-start' });
+  try {
+    const result = await runChain(source, { transforms, sink, options, emit });
+    emit({ type: 'run-end', batches: result.batches, rows: result.rowsWritten });
+    return result;
+  } catch (error) {
+    const failure = error as TributaryError;
+    emit({ type: 'run-end', batches: 0, rows: 0, error: failure });
+    throw failure;
+  }
+}
+
+interface Chain {
+  transforms: Transform<Row, Row>[];
+  sink: Sink<Row>;
+  options: PipelineOptions;
+  emit: EmitEvent;
+}
+
+function emptyResult(): PipelineResult {
+  return {
     batches: 0,
     rowsRead: 0,
     rowsWritten: 0,
@@ -107,9 +151,109 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
     maxReadAhead: 0,
     stopped: false,
   };
+}
+
+/**
+ * One pipeline per stream, concurrently, each in its own failure domain (invariant 10): a
+ * failing stream stops at its failing unit (rolled back through `sink.abort(error, stream)`),
+ * the others run on. In watch mode a failed stream is restarted after a backoff. Once every
+ * stream ended, the run fails if any stream did, naming each.
+ */
+async function runIsolated(
+  source: Source<Row> & { only: NonNullable<Source<Row>['only']> },
+  streams: readonly string[],
+  chain: Chain,
+): Promise<PipelineResult> {
+  const { options, emit, sink } = chain;
+  const concurrency = options.concurrency ?? 4;
+  const restart = options.restart ?? (source.watching ? {} : false);
+  const slot = options.slot ?? semaphore(concurrency);
+  const total = emptyResult();
+  const failing = new Set<string>();
+  emit({ type: 'run-start' });
+  const outcomes = await runStreams(
+    streams,
+    async (stream) => {
+      const scoped: Sink<Row> = {
+        name: sink.name,
+        write: (batch) => sink.write(batch),
+        checkpoint: (s) => sink.checkpoint(s),
+        ...(sink.acceptsRaw ? { acceptsRaw: true } : {}),
+        ...(sink.loadLog ? { loadLog: sink.loadLog } : {}),
+        ...(sink.abort ? { abort: (error: Error) => sink.abort!(error, stream) } : {}),
+      };
+      const streamEmit: EmitEvent = (event) => {
+        if ((event.type === 'committed' || event.type === 'caught-up') && failing.delete(stream)) {
+          emit({ type: 'stream-recovered', stream });
+        }
+        emit(event);
+      };
+      const result = await runChain(source.only(stream), {
+        transforms: chain.transforms,
+        sink: scoped,
+        options: { ...options, slot },
+        emit: streamEmit,
+      });
+      for (const key of Object.keys(total) as (keyof PipelineResult)[]) {
+        if (key === 'stopped') total.stopped ||= result.stopped;
+        else if (key === 'maxReadAhead')
+          total.maxReadAhead = Math.max(total.maxReadAhead, result.maxReadAhead);
+        else total[key] += result[key];
+      }
+      return result;
+    },
+    {
+      concurrency,
+      restart,
+      ...(options.stopSignal ? { stop: options.stopSignal } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      onFailure: (stream, error, retryInMs) => {
+        failing.add(stream);
+        const file = error instanceof TributaryError ? error.location?.file : undefined;
+        emit({
+          type: 'stream-failed',
+          stream,
+          error,
+          ...(file ? { source: file } : {}),
+          ...(retryInMs === undefined ? {} : { retryInMs }),
+        });
+      },
+    },
+  );
+  const failures = outcomes.flatMap((o) => (o.error ? [o.error] : []));
+  const failure = streamsFailure(failures);
+  emit({
+    type: 'run-end',
+    batches: total.batches,
+    rows: total.rowsWritten,
+    ...(failure ? { error: failure } : {}),
+  });
+  if (failure) throw failure;
+  return total;
+}
+
+/** One failure as it is; several as one error naming each stream (each kept in `errors`). */
+export function streamsFailure(failures: readonly TributaryError[]): TributaryError | undefined {
+  if (failures.length <= 1) return failures[0];
+  const error = new TributaryError(
+    'STREAMS_FAILED',
+    `${failures.length} streams failed: ${failures.map((f) => `${f.stream}: ${f.message}`).join('; ')}`,
+    { cause: new AggregateError(failures, 'stream failures') },
+  );
+  return error;
+}
+
+/** source → transforms → sink for one source, with transient failures re-run from the checkpoint. */
+async function runChain(source: Source<Row>, chain: Chain): Promise<PipelineResult> {
+  const { transforms, options, emit } = chain;
+  const sink = chain.sink;
+  const target: Sink<Row> = sink;
+  const loadLog = sink.loadLog;
+  const maxInFlight = options.maxInFlight ?? 2;
+  const checkpoints = options.checkpoints ?? sink;
+  const result = emptyResult();
 
   const retries = options.retries ?? 2;
-  emit({ type: 'run-start' });
   try {
     for (let attempt = 0; ; attempt++) {
       const failure = await runAttempt();
@@ -119,16 +263,17 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
       // and no unit needs to be held in memory for the replay (invariant 7).
       const canRetry =
         attempt < retries && isTransient(failure) && !options.signal?.aborted && !options.stopSignal?.aborted;
-      if (!canRetry) {
-        emit({ type: 'run-end', batches: result.batches, rows: result.rowsWritten, error: failure });
-        throw failure;
-      }
-      emit({ type: 'retry', attempt: attempt + 1, error: failure });
+      if (!canRetry) throw failure;
+      emit({
+        type: 'retry',
+        attempt: attempt + 1,
+        error: failure,
+        ...(failure.stream ? { stream: failure.stream } : {}),
+      });
     }
   } finally {
     await source.close?.().catch(() => undefined);
   }
-  emit({ type: 'run-end', batches: result.batches, rows: result.rowsWritten });
   return result;
 
   /** One pass of source → transforms → sink; resolves with the failure (already rolled back), if any. */
@@ -160,6 +305,7 @@ export async function pipeline(source: Source<Row>, ...stages: Stage[]): Promise
         emit,
         ...(options.stopSignal ? { stop: options.stopSignal } : {}),
         ...(loadLog ? { loads: loadLog } : {}),
+        ...(options.slot ? { slot: options.slot } : {}),
       };
       const iterator = source.read(context)[Symbol.asyncIterator]();
       let atBoundary = true;

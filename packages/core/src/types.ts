@@ -122,7 +122,16 @@ export type PipelineEvent =
   | { type: 'committed'; stream: string; source?: string; position: Position; rows: number }
   | { type: 'warning'; stream?: string; message: string; detail?: Record<string, unknown> }
   /** A transient failure rolled back; the chain restarts from the last committed checkpoint. */
-  | { type: 'retry'; attempt: number; error: Error }
+  | { type: 'retry'; attempt: number; error: Error; stream?: string }
+  /** A source finished a poll with nothing more to apply for this stream (watch mode). */
+  | { type: 'caught-up'; stream: string }
+  /**
+   * A stream stopped at a failure while the others go on (invariant 10). `retryInMs` is set
+   * when it will be run again (watch mode); `source` names the failing file when known.
+   */
+  | { type: 'stream-failed'; stream: string; error: Error; source?: string; retryInMs?: number }
+  /** A stream that had failed applied a unit or caught up again. */
+  | { type: 'stream-recovered'; stream: string }
   | { type: 'run-end'; batches: number; rows: number; error?: Error };
 
 export type EmitEvent = (event: PipelineEvent) => void;
@@ -169,6 +178,11 @@ export interface ReadContext {
   emit: EmitEvent;
   /** The sink's load log when it keeps one (pg-sink does). */
   loads?: LoadLog;
+  /**
+   * Bounds how many streams work at once when many run in one process: a watching source takes
+   * a slot before a poll's listing and files and releases it before it sleeps.
+   */
+  slot?: () => Promise<() => void>;
 }
 
 /** A source of ordered batches. `read` resumes after the checkpoint of each stream it serves. */
@@ -178,6 +192,15 @@ export interface Source<R = Row> {
   /** Side effects allowed only after the sink committed this batch (archiving, offset commit). */
   committed?(batch: Batch<R>): Promise<void>;
   close?(): Promise<void>;
+  /** The streams this source reads, when known up front (see `only`). */
+  readonly streams?: readonly string[];
+  /**
+   * This source narrowed to one of its streams: its own listing, plan and state. With it,
+   * `pipeline()` runs every stream in its own failure domain (invariant 10).
+   */
+  only?(stream: string): Source<R>;
+  /** True when `read()` polls until stopped (watch mode): a failed stream is then restarted. */
+  readonly watching?: boolean;
 }
 
 /** batch → batch, or nothing to drop the whole batch (its drop must then be counted by the caller). */
@@ -209,8 +232,9 @@ export interface Sink<R = Row> extends CheckpointStore {
   /**
    * Roll back whatever is open; called once when the pipeline fails or aborts. A sink with a
    * load log records the failure (the failing unit from its open batch, or from
-   * `TributaryError.stream` / `location.file` when the source failed first).
+   * `TributaryError.stream` / `location.file` when the source failed first). With `stream`,
+   * only that stream's open unit is touched: the other streams keep writing.
    */
-  abort?(error: Error): Promise<void>;
+  abort?(error: Error, stream?: string): Promise<void>;
   close?(): Promise<void>;
 }

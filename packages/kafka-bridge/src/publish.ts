@@ -165,8 +165,8 @@ export function kafkaPublishSink(
         meta: { ...batch.meta, published: batch.rows.length },
       });
     },
-    async abort(error) {
-      await options.checkpoints.abort?.(error);
+    async abort(error, stream) {
+      await options.checkpoints.abort?.(error, stream);
     },
     async close() {
       await producer?.disconnect().catch(() => undefined);

@@ -64,7 +64,7 @@ export interface PgSink extends Sink<Row> {
   finishRun(runId: string, outcome: RunOutcome): Promise<void>;
   /** Rolls back what is open and releases the advisory lock(s): one stream or all. */
   release(stream?: string): Promise<void>;
-  abort(error: Error): Promise<void>;
+  abort(error: Error, stream?: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -330,9 +330,11 @@ class PgSinkImpl implements PgSink {
     return { committed: true, ...counts };
   }
 
-  async abort(error: Error): Promise<void> {
+  async abort(error: Error, stream?: string): Promise<void> {
     const recorded = new Set<string>();
     for (const session of this.#sessions.values()) {
+      // Scoped to one stream, the other streams' open units keep going (invariant 10).
+      if (stream !== undefined && session.stream !== stream) continue;
       await session.busy;
       const unit = session.unit ?? session.failed;
       if (session.unit) await this.#discardTransaction(session, error);
@@ -343,7 +345,12 @@ class PgSinkImpl implements PgSink {
       recorded.add(`${session.stream}\u0000${unit.source}`);
     }
     const te = error instanceof TributaryError ? error : undefined;
-    if (te?.stream && te.location?.file && !recorded.has(`${te.stream}\u0000${te.location.file}`)) {
+    if (
+      te?.stream &&
+      (stream === undefined || te.stream === stream) &&
+      te.location?.file &&
+      !recorded.has(`${te.stream}\u0000${te.location.file}`)
+    ) {
       await this.#recordFailure(te.stream, te.location.file, undefined, error);
     }
   }

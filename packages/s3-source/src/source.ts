@@ -10,7 +10,7 @@ import type {
   Row,
   Source,
 } from '@tributary/core';
-import { faultPoint, isAbortError, TributaryError, toTributaryError } from '@tributary/core';
+import { faultPoint, isAbortError, TributaryError, toTributaryError, withStream } from '@tributary/core';
 import { archivedCopyMatches, archiveFile } from './archive.js';
 import { archiveKey, formatOfKey } from './keys.js';
 import { listKeys } from './list.js';
@@ -38,6 +38,9 @@ export interface PlanContext {
 export interface S3Source extends Source<Row> {
   /** What `read()` would do now, per stream, without reading or moving any file. */
   plan(context?: PlanContext): Promise<StreamPlan[]>;
+  readonly streams: readonly string[];
+  /** This source over one of its streams (pipeline() runs each stream in its own failure domain). */
+  only(stream: string): S3Source;
 }
 
 type Send = <T>(request: () => Promise<T>) => Promise<T>;
@@ -381,6 +384,15 @@ export function s3Source(options: S3SourceOptions): S3Source {
 
   return {
     name: config.name,
+    streams: config.streams.map((stream) => stream.id),
+    watching: config.watch !== undefined,
+
+    only(id: string): S3Source {
+      if (!streamsById.has(id)) {
+        throw new TributaryError('INVALID_OPTIONS', `s3Source.only(): no stream "${id}" in this source`);
+      }
+      return s3Source({ ...options, streams: options.streams.filter((stream) => stream.id === id) });
+    },
 
     async *read(ctx: ReadContext): AsyncGenerator<Batch<Row>> {
       context = ctx;
@@ -397,87 +409,100 @@ export function s3Source(options: S3SourceOptions): S3Source {
           message: `stream ${stream.id} stopped: ${error.message}`,
         });
       };
-      while (true) {
-        let readSomething = false;
-        for (const stream of config.streams) {
-          if (failed.has(stream.id) || stopping()) continue;
-          let plan: PendingPlan;
-          try {
-            plan = await planStream(stream, ctx, signal);
-          } catch (error) {
-            if (isAbortError(error) || signal.aborted) throw error;
-            recordFailure(stream, withStream(toTributaryError(error, 'SOURCE_FAILED'), stream.id));
-            continue;
-          }
-          warnResolutions(stream, plan);
-          // Files applied earlier but still here: archive only, never re-emit (invariant 3).
-          if (config.archive && !stream.replayFrom) {
-            for (const task of plan.archiveTasks) await archiveQuietly(stream, task, task.to);
-          }
-          if (plan.failure) {
-            recordFailure(stream, plan.failure);
-            continue;
-          }
-          let watermark = plan.watermark;
-          if (stream.lateFiles === 'skip' && !stream.replayFrom) {
-            for (const file of plan.late) {
+      // One slot per poll round, when the runner bounds the streams working at once; released
+      // before the watch sleep so a sleeping stream never holds another one up.
+      let release: (() => void) | undefined;
+      try {
+        while (true) {
+          release = await ctx.slot?.();
+          let readSomething = false;
+          for (const stream of config.streams) {
+            if (failed.has(stream.id) || stopping()) continue;
+            let plan: PendingPlan;
+            try {
+              plan = await planStream(stream, ctx, signal);
+            } catch (error) {
+              if (isAbortError(error) || signal.aborted) throw error;
+              recordFailure(stream, withStream(toTributaryError(error, 'SOURCE_FAILED'), stream.id));
+              continue;
+            }
+            warnResolutions(stream, plan);
+            // Files applied earlier but still here: archive only, never re-emit (invariant 3).
+            if (config.archive && !stream.replayFrom) {
+              for (const task of plan.archiveTasks) await archiveQuietly(stream, task, task.to);
+            }
+            if (plan.failure) {
+              recordFailure(stream, plan.failure);
+              continue;
+            }
+            let watermark = plan.watermark;
+            if (stream.lateFiles === 'skip' && !stream.replayFrom) {
+              for (const file of plan.late) {
+                if (stopping()) break;
+                emit({
+                  type: 'unit-start',
+                  stream: stream.id,
+                  source: file.key,
+                  bytesTotal: file.size,
+                  kind: file.kind,
+                });
+                const batch = skipBatch(stream, file, watermark);
+                track(batch);
+                yield batch;
+                readSomething = true;
+              }
+            }
+            for (const file of plan.pending) {
               if (stopping()) break;
-              emit({
-                type: 'unit-start',
-                stream: stream.id,
-                source: file.key,
-                bytesTotal: file.size,
-                kind: file.kind,
-              });
-              const batch = skipBatch(stream, file, watermark);
-              track(batch);
-              yield batch;
+              const startRow = plan.resume?.key === file.key ? plan.resume.row : 0;
+              let emitted = false;
+              try {
+                for await (const batch of readStreamFile(stream, file, startRow, watermark, signal)) {
+                  emitted = true;
+                  yield batch;
+                }
+              } catch (error) {
+                if (isAbortError(error) || signal.aborted) throw error;
+                const failure = withStream(toTributaryError(error, 'SOURCE_FAILED'), stream.id);
+                if (emitted) {
+                  // Rows of this file are in the sink's open transaction: fail now so it rolls back.
+                  await settleOutstanding(signal);
+                  throw failure;
+                }
+                recordFailure(stream, failure);
+                break;
+              }
+              if (!stream.replayFrom) watermark = maxWatermark(watermark, { key: file.key, time: file.time });
               readSomething = true;
             }
           }
-          for (const file of plan.pending) {
-            if (stopping()) break;
-            const startRow = plan.resume?.key === file.key ? plan.resume.row : 0;
-            let emitted = false;
-            try {
-              for await (const batch of readStreamFile(stream, file, startRow, watermark, signal)) {
-                emitted = true;
-                yield batch;
-              }
-            } catch (error) {
-              if (isAbortError(error) || signal.aborted) throw error;
-              const failure = withStream(toTributaryError(error, 'SOURCE_FAILED'), stream.id);
-              if (emitted) {
-                // Rows of this file are in the sink's open transaction: fail now so it rolls back.
-                await settleOutstanding(signal);
-                throw failure;
-              }
-              recordFailure(stream, failure);
-              break;
-            }
-            if (!stream.replayFrom) watermark = maxWatermark(watermark, { key: file.key, time: file.time });
-            readSomething = true;
+          if (failures.length) {
+            // Other streams went on (one failing stream must not stop the rest); the run fails now.
+            await settleOutstanding(signal);
+            throw failures[0];
+          }
+          if (!readSomething) {
+            for (const stream of config.streams) emit({ type: 'caught-up', stream: stream.id });
+          }
+          if (!config.watch || stopping()) return;
+          // Plan again only after every file handed out has committed and been archived: a plan
+          // made earlier still sees an in-flight file as pending (read twice, or found gone) and
+          // would archive it concurrently with committed() (invariants 3 and 4).
+          await settleOutstanding(signal);
+          if (readSomething) continue; // more may have arrived while reading
+          release?.();
+          release = undefined;
+          const wait = config.watch.intervalMs * (1 + config.watch.jitter * Math.random());
+          const wake = ctx.stop ? AbortSignal.any([signal, ctx.stop]) : signal;
+          try {
+            faultPoint('s3-source:watch-sleep');
+            await sleep(wait, undefined, { signal: wake });
+          } catch {
+            return;
           }
         }
-        if (failures.length) {
-          // Other streams went on (one failing stream must not stop the rest); the run fails now.
-          await settleOutstanding(signal);
-          throw failures[0];
-        }
-        if (!config.watch || stopping()) return;
-        // Plan again only after every file handed out has committed and been archived: a plan
-        // made earlier still sees an in-flight file as pending (read twice, or found gone) and
-        // would archive it concurrently with committed() (invariants 3 and 4).
-        await settleOutstanding(signal);
-        if (readSomething) continue; // more may have arrived while reading
-        const wait = config.watch.intervalMs * (1 + config.watch.jitter * Math.random());
-        const wake = ctx.stop ? AbortSignal.any([signal, ctx.stop]) : signal;
-        try {
-          faultPoint('s3-source:watch-sleep');
-          await sleep(wait, undefined, { signal: wake });
-        } catch {
-          return;
-        }
+      } finally {
+        release?.();
       }
     },
 
@@ -514,15 +539,4 @@ export function s3Source(options: S3SourceOptions): S3Source {
       return plans;
     },
   };
-}
-
-/** The error with its stream set (errors from deeper layers may not know it). */
-function withStream(error: TributaryError, stream: string): TributaryError {
-  if (error.stream === stream) return error;
-  return new TributaryError(error.code, error.message, {
-    cause: error.cause ?? error,
-    retriable: error.retriable,
-    stream,
-    ...(error.location ? { location: error.location } : {}),
-  });
 }

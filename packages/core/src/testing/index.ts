@@ -99,10 +99,14 @@ export interface MemorySink extends Sink<Row> {
   readonly writes: number;
 }
 
-/** A sink with unit transactions: rows become visible only when a batch with `commit` arrives. */
+/**
+ * A sink with unit transactions per stream: rows become visible only when a batch with `commit`
+ * arrives for their stream. Streams written concurrently (an isolated multi-stream run) keep
+ * separate open units, as pg-sink's sessions do.
+ */
 export function memorySink(options: MemorySinkOptions = {}): MemorySink {
   const committedRows: Row[] = [];
-  let pending: Row[] = [];
+  const pending = new Map<string, Row[]>();
   const positions = new Map<string, Position>(Object.entries(options.checkpoints ?? {}));
   let aborted: Error | undefined;
   let writes = 0;
@@ -112,7 +116,7 @@ export function memorySink(options: MemorySinkOptions = {}): MemorySink {
       return committedRows;
     },
     get pending() {
-      return pending;
+      return [...pending.values()].flat();
     },
     get aborted() {
       return aborted;
@@ -126,16 +130,19 @@ export function memorySink(options: MemorySinkOptions = {}): MemorySink {
     async write(batch): Promise<WriteResult> {
       await options.beforeWrite?.(batch, writes);
       writes++;
-      pending.push(...batch.rows);
+      const open = pending.get(batch.stream) ?? [];
+      open.push(...batch.rows);
+      pending.set(batch.stream, open);
       if (!batch.meta.commit) return { committed: false };
-      committedRows.push(...pending);
-      pending = [];
+      committedRows.push(...open);
+      pending.delete(batch.stream);
       positions.set(batch.stream, batch.position);
       return { committed: true };
     },
-    async abort(error) {
+    async abort(error, stream) {
       aborted = error;
-      pending = [];
+      if (stream === undefined) pending.clear();
+      else pending.delete(stream);
     },
   };
 }
