@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { inject } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const CLI = join(ROOT, 'examples', 'tickets', 'src', 'cli.ts');
+const CLI = join(ROOT, 'examples', 'tickets', 'bin', 'tickets-pipeline.js');
 
 export interface CliResult {
   code: number | null;
@@ -38,9 +38,9 @@ export function cliEnv(options: {
   return env;
 }
 
-/** Starts the real `tickets-pipeline` binary (TypeScript sources through tsx). */
+/** Starts the real `tickets-pipeline` binary as users run it: the built JavaScript. */
 export function startCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, ['--conditions=@tributary/source', '--import', 'tsx', CLI, ...args], {
+  return spawn(process.execPath, [CLI, ...args], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -3,6 +3,7 @@ import { startTestBroker } from '@tributary/kafka-bridge/testing';
 import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
 import { startEmbeddedS3 } from '@tributary/s3-source/testing';
 import type { TestProject } from 'vitest/node';
+import { ensureBuilt } from './build.js';
 
 /**
  * Real services for every suite, chosen in the order of ARCHITECTURE.md:
@@ -28,6 +29,7 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const stops: Array<() => Promise<void>> = [];
+  ensureBuilt();
   try {
     if (process.env.DATABASE_URL) {
       project.provide('pgAdminUrl', process.env.DATABASE_URL);

@@ -1,26 +1,14 @@
 #!/usr/bin/env node
-import { spawnSync } from 'node:child_process';
-// Launcher: the built CLI when present (`pnpm build`), else the TypeScript sources through tsx
-// with the workspace's source export condition, so `pnpm tickets …` needs no build step.
+// The built CLI: compiled JavaScript, no TypeScript compiler at start (issue 12). `pnpm install`
+// builds it (the workspace's prepare step); an installed package ships dist/.
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import module from 'node:module';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const built = join(root, 'dist', 'cli.js');
-if (existsSync(built) && !process.env.TRIBUTARY_FROM_SOURCE) {
-  await import(built);
-} else {
-  const result = spawnSync(
-    process.execPath,
-    [
-      '--conditions=@tributary/source',
-      '--import',
-      'tsx',
-      join(root, 'src', 'cli.ts'),
-      ...process.argv.slice(2),
-    ],
-    { stdio: 'inherit' },
-  );
-  process.exitCode = result.status ?? 1;
+const cli = new URL('../dist/cli.js', import.meta.url);
+if (!existsSync(cli)) {
+  process.stderr.write('tickets-pipeline: dist/cli.js is missing: run `pnpm build` first\n');
+  process.exit(1);
 }
+// Node caches the compiled code of our modules and dependencies across runs (Node >= 22.1).
+module.enableCompileCache?.();
+await import(cli.href);

@@ -8,13 +8,10 @@ import {
   readEnvironment,
   UsageError,
 } from './config.js';
-import { runDemo } from './demo.js';
-import { generateBucket } from './generate.js';
-import { startMetricsServer } from './metrics.js';
+import { streamHealth } from './health.js';
 import { createLogger, describeError, progressRenderer, stopOnSignals, table } from './output.js';
 import { runDatasets, type StreamReport } from './run.js';
 import { readStatus } from './status.js';
-import { uploadBucket, writeBucketToDir } from './upload.js';
 
 export type CommandName =
   | 'run'
@@ -97,12 +94,20 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
         const apply = Boolean(opts['apply']);
         const watch = command === 'run' && Boolean(opts['watch']);
         if (watch && !apply) throw new UsageError('--watch needs --apply');
-        const pool = openPool(env, logger);
+        // Per dataset: its session (advisory lock held), its load-log reads and a planner.
+        const pool = openPool(env, logger, 2 * datasets.length + 2);
         const client = createS3Client(env);
         const stop = stopOnSignals(logger);
         const renderer = progressRenderer(logger, tty);
+        const health = streamHealth();
         const metrics = metricsPort
-          ? await startMetricsServer(metricsPort, { env, client, pool, datasets })
+          ? await (await import('./metrics.js')).startMetricsServer(metricsPort, {
+              env,
+              client,
+              pool,
+              datasets,
+              health,
+            })
           : undefined;
         try {
           const reports = await runDatasets(env, client, pool, {
@@ -112,8 +117,21 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
             ...(command === 'replay' ? { replayFrom: String(opts['from']) } : {}),
             ...(watch ? { watch: { intervalMs, stop: stop.signal } } : {}),
             onEvent: (event) => {
+              health.onEvent(event);
               renderer.onEvent(event);
               metrics?.onEvent(event);
+              // In watch mode a failure is reported when it happens, not at exit.
+              if (watch && event.type === 'stream-failed') {
+                logger.error(
+                  {
+                    stream: event.stream,
+                    file: event.source,
+                    code: event.error instanceof TributaryError ? event.error.code : undefined,
+                    retryInMs: event.retryInMs,
+                  },
+                  describeError(event.error, event.stream.split('/')[1]),
+                );
+              }
             },
           });
           renderer.stop();
@@ -122,7 +140,6 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
               process.stderr.write(
                 `tickets-pipeline: ${describeError(report.errorDetail ?? report.error, report.stream.split('/')[1])}\n`,
               );
-              metrics?.onFailure(report.stream);
             }
           }
           if (json) process.stdout.write(`${JSON.stringify(runJson(!apply, reports))}\n`);
@@ -153,10 +170,12 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
               s.rowsLoaded,
               s.pendingFiles,
               s.lateFiles,
+              s.lateFilesSkipped,
+              s.failingFile ?? '-',
               s.lastError ?? '-',
             ]);
             process.stdout.write(
-              `${table(['stream', 'watermark', 'last loaded', 'lag s', 'files', 'rows', 'pending', 'late', 'last error'], rows)}\n`,
+              `${table(['stream', 'watermark', 'last loaded', 'lag s', 'files', 'rows', 'pending', 'late', 'late skipped', 'failing file', 'last error'], rows)}\n`,
             );
           }
         } finally {
@@ -169,6 +188,10 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
         const seed = parsePositiveNumber('--seed', String(opts['seed']));
         const scale = parsePositiveNumber('--scale', String(opts['scale']));
         if (!opts['out'] && !opts['s3']) throw new UsageError('generate needs --out <dir> or --s3');
+        // Loaded only for the commands that need them: a `run` starts without the generator,
+        // lib-storage, embedded PostgreSQL or s3rver.
+        const { generateBucket } = await import('./generate.js');
+        const { uploadBucket, writeBucketToDir } = await import('./upload.js');
         const files = generateBucket({ seed, scale, prefix: env.prefix });
         if (opts['out']) await writeBucketToDir(files, String(opts['out']));
         if (opts['s3']) {
@@ -192,6 +215,7 @@ export async function main(command: CommandName, opts: Record<string, unknown>):
       }
       case 'demo': {
         const scale = parsePositiveNumber('--scale', String(opts['scale'] ?? '1'));
+        const { runDemo } = await import('./demo.js');
         process.exitCode = await runDemo({ keep: Boolean(opts['keep']), scale, json, tty, logger });
         return;
       }

@@ -5,24 +5,26 @@ import type { PipelineEvent } from '@tributary/core';
 import type pg from 'pg';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Environment } from './config.js';
+import type { StreamHealth } from './health.js';
 import { readStatus } from './status.js';
 import type { Dataset } from './tickets.js';
 
 export interface MetricsServer {
   port: number;
   onEvent(event: PipelineEvent): void;
-  onFailure(stream: string): void;
   close(): Promise<void>;
 }
 
 /**
- * Prometheus metrics for watch mode (prom-client): files and rows applied, failures, seconds
- * since the newest applied file, pending files; `/healthz` answers 200 while the process runs.
- * Freshness and pending counts are read at scrape time from the control schema and a listing.
+ * Prometheus metrics for watch mode (prom-client): files and rows applied, failures (counted
+ * when they happen), seconds since the newest applied file, pending files. `/healthz` answers
+ * 200 while every stream applies, 503 while any stream is failing, with each failing stream,
+ * its file, error code and since when. Freshness and pending counts are read at scrape time
+ * from the control schema and a listing.
  */
 export async function startMetricsServer(
   port: number,
-  deps: { env: Environment; client: S3Client; pool: pg.Pool; datasets: Dataset[] },
+  deps: { env: Environment; client: S3Client; pool: pg.Pool; datasets: Dataset[]; health: StreamHealth },
 ): Promise<MetricsServer> {
   const registry = new Registry();
   const files = new Counter({
@@ -39,7 +41,7 @@ export async function startMetricsServer(
   });
   const failures = new Counter({
     name: 'tributary_failures_total',
-    help: 'Dataset runs that failed',
+    help: 'Times a stream stopped at a failure (counted when it happens)',
     labelNames: ['stream'],
     registers: [registry],
   });
@@ -64,7 +66,13 @@ export async function startMetricsServer(
   };
   const server: Server = createServer((req, res) => {
     if (req.url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      const failing = deps.health.failing();
+      // Healthy stays `ok` (the body probes already match); failing says what and since when.
+      if (failing.length === 0) res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      else
+        res
+          .writeHead(503, { 'content-type': 'application/json' })
+          .end(`${JSON.stringify({ ok: false, failing })}\n`);
       return;
     }
     if (req.url === '/metrics') {
@@ -84,10 +92,9 @@ export async function startMetricsServer(
       if (event.type === 'committed') {
         files.inc({ stream: event.stream });
         rows.inc({ stream: event.stream }, event.rows);
+      } else if (event.type === 'stream-failed') {
+        failures.inc({ stream: event.stream });
       }
-    },
-    onFailure(stream) {
-      failures.inc({ stream });
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -1,5 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { type PipelineEvent, pipeline, TributaryError } from '@tributary/core';
+import { type PipelineEvent, pipeline, runStreams, semaphore, TributaryError } from '@tributary/core';
 import { type PgSink, pgSink, readState, type TargetTable } from '@tributary/pg-sink';
 import { type S3Source, type StreamDefinition, s3Source } from '@tributary/s3-source';
 import type pg from 'pg';
@@ -46,6 +46,8 @@ export interface RunOptions {
   /** Replay archived files at or after this key (`replay --from`). */
   replayFrom?: string;
   watch?: { intervalMs: number; stop: AbortSignal };
+  /** Datasets applying files at once (default 4); every watched dataset keeps polling. */
+  concurrency?: number;
   onEvent?: (event: PipelineEvent) => void;
   /** Called after each dataset's pipeline run (watch mode reports every round). */
   onReport?: (report: StreamReport) => void;
@@ -131,8 +133,16 @@ function trackFiles(files: Map<string, FileReport>, event: PipelineEvent): void 
 }
 
 /**
- * Runs (or plans) each dataset on its own pipeline, so a failing dataset stops at its failing
- * file while the others complete.
+ * A failed watched dataset is retried after one interval, the wait doubling up to ten intervals
+ * and never more than 5 minutes: a fixed file is picked up soon, a broken one is not hammered.
+ */
+export const MAX_RESTART_DELAY_MS = 300_000;
+
+/**
+ * Runs (or plans) every dataset concurrently, each on its own pipeline, sink session, advisory
+ * lock and run record (invariant 10): a failing dataset stops at its failing file and is
+ * reported (`stream-failed`) while the others go on. In watch mode a failed dataset is run again
+ * after a backoff, from its checkpoint, until the stop signal.
  */
 export async function runDatasets(
   env: Environment,
@@ -140,15 +150,49 @@ export async function runDatasets(
   pool: pg.Pool,
   options: RunOptions,
 ): Promise<StreamReport[]> {
-  const reports: StreamReport[] = [];
-  for (const dataset of options.datasets) {
-    const report = options.apply
-      ? await applyDataset(env, client, pool, dataset, options)
-      : await planDataset(env, client, pool, dataset, options);
-    options.onReport?.(report);
-    reports.push(report);
+  const reports = new Map<string, StreamReport>();
+  if (!options.apply) {
+    const planned = await Promise.all(
+      options.datasets.map((dataset) => planDataset(env, client, pool, dataset, options)),
+    );
+    for (const report of planned) options.onReport?.(report);
+    return planned;
   }
-  return reports;
+  const concurrency = options.concurrency ?? 4;
+  const slot = semaphore(concurrency);
+  const byStream = new Map(options.datasets.map((dataset) => [streamId(dataset), dataset]));
+  const watch = options.watch;
+  await runStreams(
+    [...byStream.keys()],
+    async (stream) => {
+      const report = await applyDataset(env, client, pool, byStream.get(stream)!, options, slot);
+      reports.set(stream, report);
+      options.onReport?.(report);
+      if (report.error) throw report.errorDetail ?? new Error(report.error);
+      return report;
+    },
+    {
+      concurrency,
+      restart: watch
+        ? {
+            initialDelayMs: watch.intervalMs,
+            maxDelayMs: Math.max(watch.intervalMs, Math.min(10 * watch.intervalMs, MAX_RESTART_DELAY_MS)),
+          }
+        : false,
+      ...(watch ? { stop: watch.stop } : {}),
+      onFailure: (stream, error, retryInMs) => {
+        const file = error instanceof TributaryError ? error.location?.file : undefined;
+        options.onEvent?.({
+          type: 'stream-failed',
+          stream,
+          error,
+          ...(file ? { source: file } : {}),
+          ...(retryInMs === undefined ? {} : { retryInMs }),
+        });
+      },
+    },
+  );
+  return [...byStream.keys()].map((stream) => reports.get(stream)!);
 }
 
 async function planDataset(
@@ -206,6 +250,7 @@ async function applyDataset(
   pool: pg.Pool,
   dataset: Dataset,
   options: RunOptions,
+  slot: () => Promise<() => void>,
 ): Promise<StreamReport> {
   const stream = streamId(dataset);
   const report: StreamReport = { stream, watermark: null, files: [], error: null };
@@ -239,6 +284,7 @@ async function applyDataset(
     });
     const result = await pipeline(source, ...ticketTransforms(), sink, {
       onEvent,
+      slot,
       ...(options.watch ? { stopSignal: options.watch.stop } : {}),
     });
     await sink

@@ -16,7 +16,11 @@ export interface StreamStatus {
   rowsLoaded: number;
   pendingFiles: number;
   lateFiles: number;
+  /** Late files skipped under `--late-files skip` (recorded `late_skipped`, moved to late/). */
+  lateFilesSkipped: number;
   lastError: string | null;
+  /** The file the last error (a failure newer than the last success) stopped at. */
+  failingFile: string | null;
 }
 
 /** Per stream: control-schema facts plus a read-only listing. Changes nothing. */
@@ -43,7 +47,9 @@ export async function readStatus(
       rowsLoaded: 0,
       pendingFiles: 0,
       lateFiles: 0,
+      lateFilesSkipped: 0,
       lastError: null,
+      failingFile: null,
     };
     if (exists) {
       const { rows } = await pool.query<{
@@ -52,18 +58,23 @@ export async function readStatus(
         last_loaded_at: Date | null;
         files_loaded: string;
         rows_loaded: string;
+        late_skipped: string;
         last_error: string | null;
+        failing_file: string | null;
       }>(
         `SELECT c.watermark_key, c.watermark_time,
                 (SELECT max(finished_at) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived')) AS last_loaded_at,
                 (SELECT count(DISTINCT source) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived')) AS files_loaded,
                 (SELECT coalesce(sum(rows_inserted + rows_updated), 0) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived')) AS rows_loaded,
-                (SELECT f.error FROM "${CONTROL_SCHEMA}".loads f
-                  WHERE f.stream = $1 AND f.status = 'failed'
-                    AND f.load_id > coalesce((SELECT max(load_id) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived')), 0)
-                  ORDER BY f.load_id DESC LIMIT 1) AS last_error
+                (SELECT count(DISTINCT source) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status = 'late_skipped') AS late_skipped,
+                f.error AS last_error, f.source AS failing_file
            FROM (SELECT 1) one
-           LEFT JOIN "${CONTROL_SCHEMA}".checkpoints c ON c.stream = $1`,
+           LEFT JOIN "${CONTROL_SCHEMA}".checkpoints c ON c.stream = $1
+           LEFT JOIN LATERAL (
+             SELECT f.error, f.source FROM "${CONTROL_SCHEMA}".loads f
+              WHERE f.stream = $1 AND f.status = 'failed'
+                AND f.load_id > coalesce((SELECT max(load_id) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived', 'late_skipped')), 0)
+              ORDER BY f.load_id DESC LIMIT 1) f ON true`,
         [stream],
       );
       const row = rows[0];
@@ -75,7 +86,9 @@ export async function readStatus(
           : null;
         status.filesLoaded = Number(row.files_loaded);
         status.rowsLoaded = Number(row.rows_loaded);
+        status.lateFilesSkipped = Number(row.late_skipped);
         status.lastError = row.last_error;
+        status.failingFile = row.failing_file;
       }
     }
     try {

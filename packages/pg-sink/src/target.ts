@@ -57,14 +57,20 @@ async function describeTable(
  * Creates the target under a transaction-level advisory lock on its name: CREATE … IF NOT
  * EXISTS is not safe against a concurrent CREATE (two sessions both pass the check and one
  * fails on pg_namespace/pg_type's unique index), and Kafka subscribers open one session per
- * partition at once.
+ * partition at once, as do streams started together.
  */
 async function createTargetTableOnce(db: pg.ClientBase, target: TargetTable): Promise<void> {
   await db.query('BEGIN');
   try {
-    await db.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [
-      `tributary:create-target:${qualifiedName(target.schema, target.table)}`,
-    ]);
+    // The schema's lock first (always in this order: no deadlock): two tables of one schema
+    // created at once (two streams starting together) race on CREATE SCHEMA otherwise.
+    await db.query(
+      `SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), pg_advisory_xact_lock(hashtextextended($2, 0))`,
+      [
+        `tributary:create-schema:${quoteIdent(target.schema)}`,
+        `tributary:create-target:${qualifiedName(target.schema, target.table)}`,
+      ],
+    );
     await createTargetTable(db, target);
     await db.query('COMMIT');
   } catch (error) {
