@@ -414,6 +414,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
       let release: (() => void) | undefined;
       try {
         while (true) {
+          release?.(); // a round that read files goes round again: give others a turn
           release = await ctx.slot?.();
           let readSomething = false;
           for (const stream of config.streams) {
