@@ -39,9 +39,14 @@ export function sameObject(
 }
 
 /**
- * Moves a file: CopyObject, HeadObject to confirm the copy (size and ETag), then DeleteObject.
- * Copy before delete and never delete an unconfirmed copy: a crash at any step leaves the file
- * in at least one place (invariant 3).
+ * Moves a file: CopyObject, confirm the copy (size and ETag), then DeleteObject. Copy before
+ * delete and never delete an unconfirmed copy: a crash at any step leaves the file in at least
+ * one place (invariant 3).
+ *
+ * The copy is confirmed by the ETag CopyObject returns: a single-part object's ETag is the MD5
+ * of its bytes, so the same ETag is the same bytes (and size). Only when that cannot settle it
+ * (a multipart source, whose copy gets a new ETag; a server that returns none; a mismatch) is the
+ * copy read back with HeadObject, as before: one S3 round trip less per file in the usual case.
  */
 export async function archiveFile(
   client: S3Client,
@@ -50,7 +55,7 @@ export async function archiveFile(
 ): Promise<void> {
   const send = options.send ?? ((request) => request());
   const abortSignal = options.signal;
-  await send(() =>
+  const copied = await send(() =>
     client.send(
       new CopyObjectCommand({
         Bucket: input.bucket,
@@ -61,10 +66,16 @@ export async function archiveFile(
       { abortSignal },
     ),
   );
-  const head = await send(() =>
-    client.send(new HeadObjectCommand({ Bucket: input.bucket, Key: input.target }), { abortSignal }),
-  );
-  const copy = { etag: normalizeEtag(head.ETag), size: head.ContentLength ?? -1 };
+  const copiedEtag = copied.CopyObjectResult?.ETag;
+  let copy: { etag: string; size: number };
+  if (copiedEtag !== undefined && !input.etag.includes('-') && normalizeEtag(copiedEtag) === input.etag) {
+    copy = { etag: input.etag, size: input.size };
+  } else {
+    const head = await send(() =>
+      client.send(new HeadObjectCommand({ Bucket: input.bucket, Key: input.target }), { abortSignal }),
+    );
+    copy = { etag: normalizeEtag(head.ETag), size: head.ContentLength ?? -1 };
+  }
   faultPoint('s3-source:after-archive-copy'); // copied, original not yet deleted (issue 7)
   if (!sameObject(input, copy)) {
     throw new TributaryError(

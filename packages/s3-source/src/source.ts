@@ -45,6 +45,12 @@ export interface S3Source extends Source<Row> {
 
 type Send = <T>(request: () => Promise<T>) => Promise<T>;
 
+/**
+ * Archives (copy, confirm, record, delete) running behind the apply of the next files. Each
+ * starts only once its file committed; more than this many at once and committed() waits.
+ */
+const MAX_ARCHIVES_IN_FLIGHT = 4;
+
 function commitId(stream: string, position: Position): string {
   return `${stream}\0${String(position['key'])}\0${String(position['row'])}\0${String(position['done'])}`;
 }
@@ -86,6 +92,9 @@ export function s3Source(options: S3SourceOptions): S3Source {
   // lets them land so earlier files are never lost with the failing one.
   const outstanding = new Map<string, () => void>();
   const outstandingDone = new Map<string, Promise<void>>();
+  // Archives started by committed() and not finished: the sink goes on with the next file
+  // meanwhile. Planning and close() wait for them (a plan must never race a file's archive).
+  const archiving = new Set<Promise<void>>();
   const warned = new Set<string>();
 
   const emit = (event: PipelineEvent) => {
@@ -221,6 +230,11 @@ export function s3Source(options: S3SourceOptions): S3Source {
       });
       return false;
     }
+  }
+
+  /** Waits for every archive in flight (they are never aborted: each is a few S3 calls). */
+  async function archivesDone(): Promise<void> {
+    while (archiving.size) await Promise.all(archiving);
   }
 
   async function settleOutstanding(signal: AbortSignal): Promise<void> {
@@ -416,6 +430,9 @@ export function s3Source(options: S3SourceOptions): S3Source {
         while (true) {
           release?.(); // a round that read files goes round again: give others a turn
           release = await ctx.slot?.();
+          // Archives from an earlier pass (a retried run, the previous poll) finish before any
+          // plan: a plan made meanwhile would archive the same file again, concurrently.
+          await archivesDone();
           let readSomething = false;
           for (const stream of config.streams) {
             if (failed.has(stream.id) || stopping()) continue;
@@ -509,14 +526,31 @@ export function s3Source(options: S3SourceOptions): S3Source {
 
     async committed(batch: Batch<Row>): Promise<void> {
       const id = commitId(batch.stream, batch.position);
-      try {
-        await archiveCommitted(batch);
-      } finally {
-        // Settled after the archive step too, so a failing run lets earlier files finish it.
-        outstanding.get(id)?.();
-        outstanding.delete(id);
-        outstandingDone.delete(id);
-      }
+      // The archive runs while the sink applies the next file: it only ever starts here, after
+      // this file's commit (invariant 3), and a crash while it runs leaves a committed file
+      // that the next run only archives. Settled once archived, so a failing run, a watch
+      // poll and close() let earlier files finish it.
+      const task: Promise<void> = archiveCommitted(batch)
+        .catch((error: unknown) => {
+          emit({
+            type: 'warning',
+            stream: batch.stream,
+            message: `post-commit step failed (data is committed; it will be retried next run): ${(error as Error).message}`,
+          });
+        })
+        .finally(() => {
+          archiving.delete(task);
+          outstanding.get(id)?.();
+          outstanding.delete(id);
+          outstandingDone.delete(id);
+        });
+      archiving.add(task);
+      // Bounded: more archives than this in flight and the sink waits for one (invariant 7).
+      while (archiving.size >= MAX_ARCHIVES_IN_FLIGHT) await Promise.race(archiving);
+    },
+
+    async close(): Promise<void> {
+      await archivesDone();
     },
 
     async plan(planContext: PlanContext = {}): Promise<StreamPlan[]> {

@@ -188,9 +188,9 @@ describe('archive', () => {
     const loads = new FakeLoadLog();
     const source = s3Source({ client, streams: [def('arch', { recursive: true })] });
     await pipeline(source, loggingSink(loads));
+    // CopyObject's own ETag confirms the copy: no HeadObject of it.
     expect(calls).toEqual([
       'CopyObjectCommand arch/processed/2026/01/20260101.csv',
-      'HeadObjectCommand arch/processed/2026/01/20260101.csv',
       'DeleteObjectCommand arch/changes/2026/01/20260101.csv',
     ]);
     expect(loads.archived).toEqual(['arch/changes/2026/01/20260101.csv']);
@@ -199,6 +199,78 @@ describe('archive', () => {
     );
     expect(await copy.Body!.transformToString()).toBe(csv(header, [['1', 'a']]));
     expect(await exists('arch/changes/2026/01/20260101.csv')).toBe(false);
+  });
+
+  it('reads the copy back with HeadObject when the ETag CopyObject returns does not settle it', async () => {
+    await put(t.client, t.bucket, file('arch-head', '1'), csv(header, [['1', 'a']]));
+    const calls: string[] = [];
+    const client = instrumentedClient({
+      before: (command) => {
+        if (/Copy|Head|Delete/.test(command)) calls.push(command);
+      },
+      after: (command, output) => {
+        // A server that answers a copy without an ETag.
+        if (command === 'CopyObjectCommand') delete output['CopyObjectResult'];
+      },
+    });
+    await pipeline(s3Source({ client, streams: [def('arch-head')] }), memorySink());
+    expect(calls).toEqual(['CopyObjectCommand', 'HeadObjectCommand', 'DeleteObjectCommand']);
+    expect(await exists(file('arch-head', '1'))).toBe(false);
+    expect(await exists('arch-head/processed/20260101.csv')).toBe(true);
+  });
+
+  it('archives behind the next files, each only after its own commit, all done when pipeline() returns', async () => {
+    const days = ['1', '2', '3', '4', '5', '6', '7'];
+    for (const day of days) await put(t.client, t.bucket, file('overlap', day), csv(header, [[day, 'x']]));
+    const timeline: string[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const client = testS3Client();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = String((args.input as { Key?: unknown }).Key);
+        const copy = context.commandName === 'CopyObjectCommand';
+        if (copy) {
+          timeline.push(`copy ${key.replace('processed', 'changes')}`);
+          inFlight++;
+          maxInFlight = Math.max(maxInFlight, inFlight);
+          await new Promise((resolve) => setTimeout(resolve, 40)); // a slow archive
+        }
+        try {
+          return await next(args);
+        } finally {
+          if (copy) {
+            inFlight--;
+            timeline.push(`copied ${key.replace('processed', 'changes')}`);
+          }
+        }
+      },
+      { step: 'initialize', name: 'slowCopies' },
+    );
+    const loads = new FakeLoadLog();
+    const sink = loggingSink(loads);
+    const write = sink.write.bind(sink);
+    sink.write = async (batch) => {
+      const result = await write(batch);
+      if (result.committed) timeline.push(`commit ${batch.meta.source}`);
+      return result;
+    };
+    await pipeline(s3Source({ client, streams: [def('overlap')] }), sink);
+    for (const day of days) {
+      const key = file('overlap', day);
+      const committedAt = timeline.indexOf(`commit ${key}`);
+      expect(committedAt).toBeGreaterThanOrEqual(0);
+      expect(timeline.indexOf(`copy ${key}`)).toBeGreaterThan(committedAt); // never before its commit
+      expect(await exists(key)).toBe(false); // every archive finished before pipeline() returned
+      expect(await exists(`overlap/processed/2026010${day}.csv`)).toBe(true);
+    }
+    // The sink did not wait for each archive: file 2 committed while file 1 was being copied.
+    expect(timeline.indexOf(`commit ${file('overlap', '2')}`)).toBeLessThan(
+      timeline.indexOf(`copied ${file('overlap', '1')}`),
+    );
+    expect(maxInFlight).toBeGreaterThan(1);
+    expect(maxInFlight).toBeLessThanOrEqual(4);
+    expect(loads.archived.sort()).toEqual(days.map((day) => file('overlap', day)));
   });
 
   for (const withLog of [true, false]) {
