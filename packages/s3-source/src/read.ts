@@ -681,10 +681,10 @@ async function* readRawOnce(options: ReadFileOptions, skip: number): AsyncGenera
     if (!isUtf8(bytes)) throw invalidUtf8(options, 1, firstInvalidUtf8(bytes));
     decodedOffset = bytes.length;
     if (bytes.length === 0) return [];
-    const [names] = parseSync(bytes, { max_record_size: MAX_RECORD_CHARS }) as string[][];
-    const drift = headerDrift(options, names ?? []);
+    const names = parseHeader(bytes);
+    const drift = headerDrift(options, names);
     if (drift) throw drift;
-    return names ?? [];
+    return names;
   };
   const chunkOf = (piece: RawPiece, done: boolean): FileChunk => ({
     rows: [],
@@ -715,6 +715,20 @@ async function* readRawOnce(options: ReadFileOptions, skip: number): AsyncGenera
   }
   if (held) yield chunkOf(held, false);
   yield chunkOf(last, true);
+}
+
+let lastHeader: { bytes: Buffer; names: readonly string[] } | undefined;
+
+/**
+ * The names in a header line. Every file of a stream has the same header: the last one parsed
+ * is kept, so csv-parse (whose set-up costs more than a small file's whole read) runs once, not
+ * once per file.
+ */
+function parseHeader(bytes: Buffer): string[] {
+  if (lastHeader?.bytes.equals(bytes)) return [...lastHeader.names];
+  const [names = []] = parseSync(bytes, { max_record_size: MAX_RECORD_CHARS }) as string[][];
+  lastHeader = { bytes: Buffer.from(bytes), names: [...names] };
+  return names;
 }
 
 /** A raw batch payload over one piece; `parse()` is the row path's csv-parse over its bytes. */
