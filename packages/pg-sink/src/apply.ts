@@ -33,8 +33,21 @@ export interface ApplyPlan {
   filterNames: string[];
   /** CREATE TEMP TABLE IF NOT EXISTS + TRUNCATE, one round trip. */
   prepareStage: string;
+  /** The staging table (`pg_temp.…`). */
+  stage: string;
+  /**
+   * CREATE TEMP TABLE IF NOT EXISTS alone. The table is `ON COMMIT DELETE ROWS`: every
+   * transaction starts with it empty (a rolled-back one leaves no visible row either), so a
+   * session creates it once and only a second batch in the same transaction clears it first.
+   */
+  createStage: string;
+  /** TRUNCATE of the staging table, for a batch that follows another in the same transaction. */
+  clearStage: string;
   copy: string;
   merge: string;
+  /** `merge` in two parts: its `WITH …` CTEs, and the SELECT of the counts over `merged`. */
+  mergeWith: string;
+  mergeCounts: string;
   mergeParams: unknown[];
   /** Finds the first row/column whose value does not cast (after a failed merge). */
   locate: string;
@@ -98,22 +111,22 @@ export function planApply(
   const stageNames = Array.from({ length: input.stageColumns }, (_, i) => `c${i}`);
   const textColumns = stageNames.map((c) => `${c} text`).join(', ');
   let stage: string;
+  let createStage: string;
   let prepareStage: string;
   let copy: string;
   if (input.csv) {
-    // The server numbers the rows in COPY (file) order.
+    // The server numbers the rows in COPY (file) order. The numbering goes on across batches
+    // (no RESTART IDENTITY per batch): only its order counts, and `locate` numbers from 1.
     stage = `pg_temp.tributary_csv_${input.stageColumns}`;
-    prepareStage =
-      `CREATE TEMP TABLE IF NOT EXISTS ${stage} (ord bigint GENERATED ALWAYS AS IDENTITY, ${textColumns}) ` +
-      `ON COMMIT DELETE ROWS; TRUNCATE ${stage} RESTART IDENTITY`;
+    createStage = `CREATE TEMP TABLE IF NOT EXISTS ${stage} (ord bigint GENERATED ALWAYS AS IDENTITY, ${textColumns}) ON COMMIT DELETE ROWS`;
+    prepareStage = `${createStage}; TRUNCATE ${stage} RESTART IDENTITY`;
     // Empty fields: NULL for every column (emptyAsNull), else '' like csv-parse gives them.
     const empties = input.csv.emptyAsNull ? 'FORCE_NULL' : 'FORCE_NOT_NULL';
     copy = `COPY ${stage} (${stageNames.join(', ')}) FROM STDIN WITH (FORMAT csv, ${empties} (${stageNames.join(', ')}))`;
   } else {
     stage = `pg_temp.tributary_stage_${input.stageColumns}`;
-    prepareStage =
-      `CREATE TEMP TABLE IF NOT EXISTS ${stage} (ord integer, ${textColumns}) ` +
-      `ON COMMIT DELETE ROWS; TRUNCATE ${stage}`;
+    createStage = `CREATE TEMP TABLE IF NOT EXISTS ${stage} (ord integer, ${textColumns}) ON COMMIT DELETE ROWS`;
+    prepareStage = `${createStage}; TRUNCATE ${stage}`;
     copy = `COPY ${stage} (ord, ${stageNames.join(', ')}) FROM STDIN`;
   }
   const keep = input.filters.length ? input.filters.map((f) => `NOT ${f.drops}`).join(' AND ') : '';
@@ -248,12 +261,13 @@ export function planApply(
   const filtered = filterCounts.length
     ? `(SELECT ARRAY[${filterCounts.join(', ')}]::int[] FROM ${stage} s)`
     : `'{}'::int[]`;
-  const merge = `WITH ${typedParams ? `${typedParams},\n` : ''}${ctes.join(',\n')}
-SELECT count(*) FILTER (WHERE inserted)::int AS inserted,
+  const mergeWith = `WITH ${typedParams ? `${typedParams},\n` : ''}${ctes.join(',\n')}`;
+  const mergeCounts = `SELECT count(*) FILTER (WHERE inserted)::int AS inserted,
        count(*) FILTER (WHERE NOT inserted AND NOT deleted)::int AS updated,
        (count(*) FILTER (WHERE NOT inserted AND deleted)${hardDeletes ? ' + (SELECT count(*) FROM deleted)' : ''})::int AS deleted,
        ${filtered} AS filtered
   FROM merged`;
+  const merge = `${mergeWith}\n${mergeCounts}`;
 
   // Locating a bad value: keys must be present, typed columns must cast. try_cast lives in the
   // control schema (PostgreSQL 15 has no pg_input_is_valid).
@@ -278,16 +292,24 @@ SELECT count(*) FILTER (WHERE inserted)::int AS inserted,
   }
   // No ORDER BY: a seq scan of the freshly filled staging table returns rows in COPY (file)
   // order, and LIMIT 1 then stops at the first bad value instead of trying every cast.
+  // Raw staging: `ord` keeps counting across batches of a session, so it is made relative to
+  // the batch's first row (1-based, as the error path expects).
+  const ord = input.csv ? `s.ord - (SELECT min(ord) - 1 FROM ${stage})` : 's.ord';
   const locate = checks.length
-    ? `${typedParams ? `WITH ${typedParams} ` : ''}SELECT s.ord, v.col, v.col_value FROM ${stage} s
+    ? `${typedParams ? `WITH ${typedParams} ` : ''}SELECT ${ord} AS ord, v.col, v.col_value FROM ${stage} s
   CROSS JOIN LATERAL (VALUES ${checks.join(', ')}) v(col, col_value, bad) WHERE v.bad${keep ? ` AND ${keep}` : ''} LIMIT 1`
     : `${typedParams ? `WITH ${typedParams} ` : ''}SELECT NULL::int AS ord, NULL::int AS col, NULL::text AS col_value WHERE false`;
   return {
     columns,
     filterNames: input.filters.map((f) => f.name),
     prepareStage,
+    stage,
+    createStage,
+    clearStage: `TRUNCATE ${stage}`,
     copy,
     merge,
+    mergeWith,
+    mergeCounts,
     mergeParams: params,
     locate,
     locateParams,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import {
@@ -93,6 +94,8 @@ interface OpenUnit {
   stats: UnitStats;
   /** COMMIT was sent: after a connection loss the outcome is unknown until checked. */
   commitSent: boolean;
+  /** The checkpoint and load row are written (with the last batch's merge); COMMIT is next. */
+  recorded: boolean;
 }
 
 interface StreamSession {
@@ -106,6 +109,8 @@ interface StreamSession {
   ready: Promise<void> | undefined;
   shape: TargetShape | undefined;
   plans: Map<string, ApplyPlan>;
+  /** Staging tables created on the current connection (outside any transaction). */
+  stages: Set<string>;
   inTx: boolean;
   /** The write in flight: abort() and release() wait for it before touching the client. */
   busy: Promise<unknown> | undefined;
@@ -138,6 +143,23 @@ function emptyStats(): UnitStats {
     batches: 0,
     bytes: 0,
   };
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * A name for a statement the sink runs once per file (the merge, the checkpoint + load row):
+ * prepared once per connection, its parse and plan are not repeated for every file. Derived
+ * from the text, so one name never stands for two statements.
+ */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    if (statementNames.size >= 1000) statementNames.clear();
+    name = `tributary_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
 
 function metaString(value: unknown): string | null {
@@ -251,6 +273,7 @@ class PgSinkImpl implements PgSink {
         bufferedBytes: 0,
         stats: emptyStats(),
         commitSent: false,
+        recorded: false,
       };
       session.unit = unit;
     }
@@ -282,6 +305,7 @@ class PgSinkImpl implements PgSink {
             openUnit.stats = emptyStats();
             openUnit.late = false;
             openUnit.commitSent = false;
+            openUnit.recorded = false;
             for (const buffered of openUnit.buffer!)
               applied = await this.#applyBatch(session, openUnit, buffered);
           } else {
@@ -413,6 +437,7 @@ class PgSinkImpl implements PgSink {
     }
     try {
       if (session.inTx) await client.query('ROLLBACK');
+      if (session.target?.timeZone) await client.query('RESET TimeZone');
       if (this.#options.lockEnabled) {
         await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [session.lockKey]);
       }
@@ -453,6 +478,7 @@ class PgSinkImpl implements PgSink {
         ready: undefined,
         shape: undefined,
         plans: new Map(),
+        stages: new Set(),
         inTx: false,
         busy: undefined,
         released: false,
@@ -501,8 +527,15 @@ class PgSinkImpl implements PgSink {
     session.onClientError = onClientError;
     session.broken = false;
     session.inTx = false;
+    session.stages = new Set();
     try {
       await this.#lockStream(client, session);
+      // Offset-less timestamps in the file are read in the export's zone (invariant 1's zone),
+      // set once for the session's dedicated connection instead of once per transaction; reset
+      // before the connection goes back to the pool.
+      if (session.target?.timeZone) {
+        await client.query(`SELECT set_config('TimeZone', $1, false)`, [session.target.timeZone]);
+      }
     } catch (error) {
       this.#dropClient(session, isTransient(error));
       throw error;
@@ -579,11 +612,27 @@ class PgSinkImpl implements PgSink {
     }
     await client.query(`BEGIN${extraSql ? `; ${extraSql}` : ''}`);
     session.inTx = true;
-    // Offset-less timestamps in the file are read in the export's zone (invariant 1's zone).
-    if (session.target?.timeZone) {
-      await client.query(`SELECT set_config('TimeZone', $1, true)`, [session.target.timeZone]);
-    }
     return client;
+  }
+
+  /**
+   * The open transaction with the plan's staging table empty. The table is created once per
+   * connection, outside any transaction (so no rollback takes it away), and is `ON COMMIT DELETE
+   * ROWS`: a transaction's first batch finds it empty and needs no TRUNCATE; only a later batch
+   * of the same transaction clears it. A file of one batch costs BEGIN alone here.
+   */
+  async #stagedTransaction(session: StreamSession, plan: ApplyPlan): Promise<pg.PoolClient> {
+    if (!session.client) await this.#connect(session);
+    const client = session.client!;
+    if (session.inTx) {
+      await client.query(session.stages.has(plan.stage) ? plan.clearStage : plan.prepareStage);
+      return client;
+    }
+    if (!session.stages.has(plan.stage)) {
+      await client.query(plan.createStage);
+      session.stages.add(plan.stage);
+    }
+    return this.#ensureTransaction(session);
   }
 
   async #shape(session: StreamSession): Promise<TargetShape> {
@@ -630,7 +679,7 @@ class PgSinkImpl implements PgSink {
         session.plans.get(columns.join('\u0000')) ??
         this.#cachePlan(session, columns.join('\u0000'), () => planApply(shape, columns, this.schema));
     }
-    const client = await this.#ensureTransaction(session, plan.prepareStage);
+    const client = await this.#stagedTransaction(session, plan);
     try {
       await this.#stage(client, plan, batch);
     } catch (error) {
@@ -639,20 +688,43 @@ class PgSinkImpl implements PgSink {
       if (!raw || isTransient(error) || typeof code !== 'string' || !code.startsWith('22')) throw error;
       throw this.#explainCopyError(batch, error);
     }
-    let counts: { inserted: number; updated: number; deleted: number; filtered: number[] };
+    let counts: { inserted: number; updated: number; deleted: number; filtered: number[]; recorded?: number };
+    // The unit's last batch: its merge also writes the checkpoint and load row (one round trip
+    // less per file); COMMIT follows in #commitUnit.
+    const record = meta.commit
+      ? this.#recordSql(unit, batch, plan.mergeParams.length + 1, { records, filterNames: plan.filterNames })
+      : undefined;
     try {
+      const text = record
+        ? `${plan.mergeWith},
+counts AS (
+  SELECT m.*, coalesce((SELECT sum(v) FROM unnest(m.filtered) v), 0)::int AS dropped
+    FROM (${plan.mergeCounts}) m
+),
+${record.ctes}
+SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::int AS recorded FROM counts b`
+        : plan.merge;
       const result = await client.query<{
         inserted: number;
         updated: number;
         deleted: number;
         filtered: number[];
-      }>(plan.merge, plan.mergeParams);
+        recorded?: number;
+      }>({
+        name: statementName(text),
+        text,
+        values: record ? [...plan.mergeParams, ...record.values] : plan.mergeParams,
+      });
       counts = result.rows[0]!;
     } catch (error) {
       if (isTransient(error)) throw error;
       throw await this.#explainApplyError(session, plan, batch, error);
     }
-    faultPoint('pg-sink:after-upsert'); // rows applied, checkpoint not yet written (issue 7)
+    if (record) {
+      if (record.fenced && !counts.recorded) throw this.#fencedError(batch, unit);
+      unit.recorded = true;
+    }
+    faultPoint('pg-sink:after-upsert'); // rows applied, not yet committed (issue 7)
     const filtered: Record<string, number> = {};
     plan.filterNames.forEach((name, i) => {
       const count = counts.filtered[i] ?? 0;
@@ -773,8 +845,19 @@ class PgSinkImpl implements PgSink {
     );
   }
 
-  async #commitUnit(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<void> {
-    const client = await this.#ensureTransaction(session);
+  /**
+   * The load row and checkpoint of a unit, from its stats so far: SQL over parameters `$(first)`
+   * on. The row counts of `counts` (a relation with the merge's `inserted`, `updated`,
+   * `deleted`, `dropped` and `filtered`), when given, are added in SQL: the last batch's merge
+   * and these writes then go in one statement. Rows, checkpoint and load row: one transaction
+   * (invariant 2, manual §5.4).
+   */
+  #recordSql(
+    unit: OpenUnit,
+    batch: Batch<Row>,
+    first: number,
+    merged?: { records: number; filterNames: string[] },
+  ): { ctes: string; insert: string; values: unknown[]; fenced: boolean } {
     const { stats } = unit;
     const watermark = unit.late ? undefined : (batch.meta['watermark'] as Watermark | undefined);
     const cp = checkpointParams(batch.stream, batch.position, {
@@ -787,42 +870,84 @@ class PgSinkImpl implements PgSink {
     // partition in a rebalance while the batch was in flight cannot apply it twice.
     const fenced = 'previousPosition' in batch.meta;
     const previous = batch.meta['previousPosition'];
-    // Rows, checkpoint and load row: one transaction (invariant 2, manual §5.4).
-    const written = await client.query(
-      `WITH cp AS (${checkpointUpsertSql(this.#s, fenced ? '$20' : undefined)} RETURNING 1)
-       INSERT INTO ${this.#s}.loads (run_id, stream, source, etag, size, kind, status, rows_read, rows_filtered,
+    const values: unknown[] = [
+      ...cp,
+      this.#runId,
+      unit.etag,
+      unit.size,
+      unit.kind,
+      unit.late ? 'late_skipped' : 'loaded',
+      stats.rowsRead,
+      filteredTotal,
+      JSON.stringify(stats.filtered),
+      stats.inserted,
+      stats.updated,
+      stats.deleted,
+      stats.unchanged,
+      stats.batches,
+      stats.bytes || null,
+    ];
+    if (merged) values.push(merged.records, merged.filterNames);
+    if (fenced) values.push(previous === null || previous === undefined ? null : JSON.stringify(previous));
+    const $ = (i: number) => `$${first + i - 1}`;
+    const cpSql = checkpointUpsertSql(this.#s, fenced ? $(values.length) : undefined, first);
+    const columns = `run_id, stream, source, etag, size, kind, status, rows_read, rows_filtered,
               filtered, rows_inserted, rows_updated, rows_deleted, rows_unchanged, batches, bytes, position,
-              started_at, finished_at)
-       SELECT $6, $1, $3, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17, $18, $19, $2::jsonb,
-              now(), clock_timestamp()
+              started_at, finished_at`;
+    if (!merged) {
+      return {
+        ctes: `cp AS (${cpSql} RETURNING 1)`,
+        insert: `INSERT INTO ${this.#s}.loads (${columns})
+       SELECT ${$(6)}, ${$(1)}, ${$(3)}, ${$(7)}, ${$(8)}, ${$(9)}, ${$(10)}, ${$(11)}, ${$(12)}, ${$(13)}::jsonb,
+              ${$(14)}, ${$(15)}, ${$(16)}, ${$(17)}, ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp()
          FROM cp`,
-      [
-        ...cp,
-        this.#runId,
-        unit.etag,
-        unit.size,
-        unit.kind,
-        unit.late ? 'late_skipped' : 'loaded',
-        stats.rowsRead,
-        filteredTotal,
-        JSON.stringify(stats.filtered),
-        stats.inserted,
-        stats.updated,
-        stats.deleted,
-        stats.unchanged,
-        stats.batches,
-        stats.bytes || null,
-        ...(fenced ? [previous === null || previous === undefined ? null : JSON.stringify(previous)] : []),
-      ],
+        values,
+        fenced,
+      };
+    }
+    // The batch's filter counts join the unit's by name, as in JavaScript (zeros are not added).
+    const filteredSql = `(SELECT coalesce(jsonb_object_agg(f.k, f.n), '{}'::jsonb)
+           FROM (SELECT k, sum(n)::int AS n
+                   FROM (SELECT key AS k, value::int AS n FROM jsonb_each_text(${$(13)}::jsonb)
+                         UNION ALL
+                         SELECT u.k, u.n FROM unnest(${$(21)}::text[], b.filtered) AS u(k, n) WHERE u.n <> 0) x
+                  GROUP BY k) f)`;
+    return {
+      ctes: `cp AS (${cpSql} RETURNING 1),
+ld AS (
+  INSERT INTO ${this.#s}.loads (${columns})
+  SELECT ${$(6)}, ${$(1)}, ${$(3)}, ${$(7)}, ${$(8)}, ${$(9)}, ${$(10)}, ${$(11)}, ${$(12)}::bigint + b.dropped, ${filteredSql},
+         ${$(14)}::bigint + b.inserted, ${$(15)}::bigint + b.updated, ${$(16)}::bigint + b.deleted,
+         ${$(17)}::bigint + (${$(20)}::int - b.dropped - b.inserted - b.updated - b.deleted),
+         ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp()
+    FROM counts b, cp
+  RETURNING 1
+)`,
+      insert: '',
+      values,
+      fenced,
+    };
+  }
+
+  #fencedError(batch: Batch<Row>, unit: OpenUnit): TributaryError {
+    // Retriable: pipeline() re-runs the source from the stored position, so a Kafka member
+    // that lost its partition in a rebalance rejoins the group instead of exiting.
+    return new TributaryError(
+      'FENCED',
+      `stream "${batch.stream}": ${unit.source} was not applied: the stored position moved while it was in flight (another writer applied this range, e.g. after a rebalance); rolled back so nothing is applied twice`,
+      { stream: batch.stream, location: { file: unit.source }, retriable: true },
     );
-    if (fenced && written.rowCount === 0) {
-      // Retriable: pipeline() re-runs the source from the stored position, so a Kafka member
-      // that lost its partition in a rebalance rejoins the group instead of exiting.
-      throw new TributaryError(
-        'FENCED',
-        `stream "${batch.stream}": ${unit.source} was not applied: the stored position moved while it was in flight (another writer applied this range, e.g. after a rebalance); rolled back so nothing is applied twice`,
-        { stream: batch.stream, location: { file: unit.source }, retriable: true },
-      );
+  }
+
+  async #commitUnit(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<void> {
+    const client = await this.#ensureTransaction(session);
+    if (!unit.recorded) {
+      // Rows, checkpoint and load row: one transaction (invariant 2, manual §5.4).
+      const record = this.#recordSql(unit, batch, 1);
+      const text = `WITH ${record.ctes}\n       ${record.insert}`;
+      const written = await client.query({ name: statementName(text), text, values: record.values });
+      if (record.fenced && written.rowCount === 0) throw this.#fencedError(batch, unit);
+      unit.recorded = true;
     }
     const hook = this.#options.faults?.beforeCommit;
     if (hook) await hook({ stream: batch.stream, source: unit.source });

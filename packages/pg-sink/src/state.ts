@@ -23,15 +23,17 @@ export interface SaveCheckpointOptions {
 }
 
 /**
- * The checkpoint upsert shared by the sink and `pgCheckpointStore.save` ($1 stream … $5 time).
- * With `expected` (a parameter such as `$20`), an existing row moves only while its position
- * still equals that one (NULL: no position stored yet); otherwise nothing is returned.
+ * The checkpoint upsert shared by the sink and `pgCheckpointStore.save` ($1 stream … $5 time;
+ * `$(first)` … `$(first + 4)` with `first`). With `expected` (a parameter such as `$20`), an
+ * existing row moves only while its position still equals that one (NULL: no position stored
+ * yet); otherwise nothing is returned.
  */
-export function checkpointUpsertSql(s: string, expected?: string): string {
+export function checkpointUpsertSql(s: string, expected?: string, first = 1): string {
+  const $ = (i: number) => `$${first + i - 1}`;
   const forward = `EXCLUDED.watermark_key IS NOT NULL AND (c.watermark_time IS NULL OR EXCLUDED.watermark_time IS NULL
                     OR EXCLUDED.watermark_time >= c.watermark_time)`;
   return `INSERT INTO ${s}.checkpoints AS c (stream, position, source, watermark_key, watermark_time, updated_at)
-VALUES ($1, $2::jsonb, $3, $4, $5::timestamptz, clock_timestamp())
+VALUES (${$(1)}, ${$(2)}::jsonb, ${$(3)}, ${$(4)}, ${$(5)}::timestamptz, clock_timestamp())
 ON CONFLICT (stream) DO UPDATE SET
   position = EXCLUDED.position,
   source = coalesce(EXCLUDED.source, c.source),

@@ -1,4 +1,4 @@
-import type { Batch, BatchMeta, Position, Row } from '@tributary/core';
+import type { Batch, BatchMeta, Position, RawCsv, Row, RowStep } from '@tributary/core';
 import type { TargetTable } from '../src/index.js';
 
 /** A two-column target `(id integer PRIMARY KEY, <value> <type>)` in public, created on first use. */
@@ -40,6 +40,52 @@ export function fileBatch(
       etag: `"etag-${source}"`,
       size: 100 * rows.length,
       ...meta,
+    },
+  };
+}
+
+/**
+ * A pass-through batch as s3-source produces it: `records` (CSV lines without the header) as
+ * raw bytes, numbered from `firstRecord`, with declarative `steps` to run in the merge.
+ */
+export function rawBatch(
+  stream: string,
+  source: string,
+  header: string[],
+  records: string[],
+  options: { steps?: RowStep[]; firstRecord?: number; meta?: Partial<BatchMeta>; position?: Position } = {},
+): Batch<Row> {
+  const firstRecord = options.firstRecord ?? 1;
+  const raw: RawCsv = {
+    bytes: Buffer.from(records.map((r) => `${r}\n`).join('')),
+    header,
+    records: records.length,
+    firstRecord,
+    emptyAsNull: false,
+    steps: options.steps ?? [],
+    line: (index) => firstRecord + index + 1, // the header is line 1
+    parse: () => {
+      const rows = records.map((r) => Object.fromEntries(r.split(',').map((v, i) => [header[i]!, v])));
+      return { rows, locations: rows.map((_, i) => ({ file: source, line: firstRecord + i + 1 })) };
+    },
+  };
+  const last = firstRecord + records.length - 1;
+  return {
+    stream,
+    rows: [],
+    raw,
+    position: options.position ?? { key: source, row: last, n: ++positionCounter },
+    meta: {
+      source,
+      kind: 'delta',
+      commit: true,
+      lastOfUnit: true,
+      rowsRead: records.length,
+      filtered: {},
+      locations: [],
+      etag: `"etag-${source}"`,
+      size: 10 * records.length,
+      ...options.meta,
     },
   };
 }
