@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,9 +6,9 @@ import { pipeline } from 'node:stream/promises';
 import { Upload } from '@aws-sdk/lib-storage';
 import { csvChunks, generateBucket } from '@tributary/example-tickets';
 import { resetLibrary } from '../lib/apply.js';
+import { runNode } from '../lib/cli.js';
 import type { BenchContext } from '../lib/context.js';
 import { BASELINE_ROWS, BASELINE_STAMP, baselineCsv, DATA_DIR, ensureBucket } from '../lib/data.js';
-import { ROOT } from '../lib/services.js';
 import { round, type Summary, summarize } from '../lib/stats.js';
 
 export interface MemoryResult {
@@ -94,17 +93,12 @@ export async function runMemory(ctx: BenchContext): Promise<MemoryResult[]> {
 }
 
 async function child(input: unknown): Promise<{ peakRssMiB: number; seconds: number; rowsRead: number }> {
-  const proc = spawn(
-    process.execPath,
+  const { stdout } = await runNode(
     ['--conditions=@tributary/source', '--import', 'tsx', 'bench/memory-child.ts'],
-    { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+    {
+      input: JSON.stringify(input),
+      what: 'memory child',
+    },
   );
-  proc.stdin.end(JSON.stringify(input));
-  let output = '';
-  proc.stdout.on('data', (d) => {
-    output += d;
-  });
-  const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
-  if (code !== 0) throw new Error(`memory child exited ${code}: ${output}`);
-  return JSON.parse(output.trim().split('\n').at(-1)!);
+  return JSON.parse(stdout.trim().split('\n').at(-1)!);
 }
