@@ -38,12 +38,12 @@ export function benchEnvironment(s3: { endpoint: string; region: string }, prefi
   };
 }
 
-/** Fresh state for the library: no checkpoint or load history for tickets/inc, empty table. */
-export async function resetLibrary(pool: pg.Pool): Promise<void> {
+/** Fresh state for the library: no checkpoint or load history for tickets/<dataset>, empty table. */
+export async function resetLibrary(pool: pg.Pool, dataset: 'inc' | 'crq' = 'inc'): Promise<void> {
   for (const sql of [
-    `DELETE FROM tributary.checkpoints WHERE stream = 'tickets/inc'`,
-    `DELETE FROM tributary.loads WHERE stream = 'tickets/inc'`,
-    'TRUNCATE tickets.inc',
+    `DELETE FROM tributary.checkpoints WHERE stream = 'tickets/${dataset}'`,
+    `DELETE FROM tributary.loads WHERE stream = 'tickets/${dataset}'`,
+    `TRUNCATE tickets.${dataset}`,
   ]) {
     await pool.query(sql).catch((error: { code?: string }) => {
       if (error.code !== '42P01' && error.code !== '3F000') throw error; // first run: nothing created yet
@@ -76,7 +76,7 @@ export async function prepareBaselines(pool: pg.Pool): Promise<void> {
   await pool.query(`CREATE SCHEMA IF NOT EXISTS bench_floor; CREATE SCHEMA IF NOT EXISTS bench_naive;
     CREATE TABLE IF NOT EXISTS bench_floor.inc (LIKE tickets.inc INCLUDING ALL);
     CREATE TABLE IF NOT EXISTS bench_naive.inc (LIKE tickets.inc INCLUDING ALL);
-    CREATE UNLOGGED TABLE IF NOT EXISTS bench_floor.stage (ord bigint GENERATED ALWAYS AS IDENTITY, ${TICKET_COLUMNS.map((c) => `${q(c)} text`).join(', ')})`);
+    CREATE UNLOGGED TABLE IF NOT EXISTS bench_floor.stage (${STAGE_COLUMNS})`);
 }
 
 function typedExpr(column: string): string {
@@ -90,14 +90,29 @@ function typedExpr(column: string): string {
 }
 
 const nonKey = TARGET_COLUMNS.filter((c) => c !== 'ticket_id');
-const FLOOR_MERGE = `INSERT INTO bench_floor.inc AS t (${TARGET_COLUMNS.map(q).join(', ')})
+
+/**
+ * The floor's two statements for a staging table `stage` of text columns (plus `ord`, the
+ * record's position): COPY of the raw CSV into it, and one merge into bench_floor.inc doing the
+ * seed's rules in SQL (filters, normalisation, casts, last row per key wins).
+ */
+export function floorSql(stage: string): { copy: string; merge: string } {
+  return {
+    copy: `COPY ${stage} (${TICKET_COLUMNS.map(q).join(', ')}) FROM STDIN (FORMAT csv, HEADER true)`,
+    merge: `INSERT INTO bench_floor.inc AS t (${TARGET_COLUMNS.map(q).join(', ')})
 SELECT DISTINCT ON (s.ticket_id) ${TARGET_COLUMNS.map(typedExpr).join(', ')}
-  FROM bench_floor.stage s
+  FROM ${stage} s
  WHERE lower(btrim(coalesce(s.is_alarm, ''))) NOT IN ('true', 't', '1', 'yes')
    AND s.ticket_id NOT LIKE 'EXPORT STOPPED%'
  ORDER BY s.ticket_id, s.ord DESC
 ON CONFLICT (ticket_id) DO UPDATE SET ${nonKey.map((c) => `${q(c)} = EXCLUDED.${q(c)}`).join(', ')}
- WHERE ROW(${nonKey.map((c) => `t.${q(c)}`).join(', ')}) IS DISTINCT FROM ROW(${nonKey.map((c) => `EXCLUDED.${q(c)}`).join(', ')})`;
+ WHERE ROW(${nonKey.map((c) => `t.${q(c)}`).join(', ')}) IS DISTINCT FROM ROW(${nonKey.map((c) => `EXCLUDED.${q(c)}`).join(', ')})`,
+  };
+}
+
+/** The stage's columns: `ord` numbers the records in COPY order, every CSV column as text. */
+export const STAGE_COLUMNS = `ord bigint GENERATED ALWAYS AS IDENTITY, ${TICKET_COLUMNS.map((c) => `${q(c)} text`).join(', ')}`;
+const FLOOR = floorSql('bench_floor.stage');
 
 /**
  * The floor: the object's bytes piped unparsed into COPY … (FORMAT csv) of an unlogged staging
@@ -113,15 +128,8 @@ export async function applyFloor(
   try {
     await db.query(`BEGIN; SET LOCAL TimeZone = '${TIME_ZONE}'; TRUNCATE bench_floor.stage`);
     const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-    await streamPipeline(
-      object.Body as Readable,
-      db.query(
-        copyFrom(
-          `COPY bench_floor.stage (${TICKET_COLUMNS.map(q).join(', ')}) FROM STDIN (FORMAT csv, HEADER true)`,
-        ),
-      ),
-    );
-    const merged = await db.query(FLOOR_MERGE);
+    await streamPipeline(object.Body as Readable, db.query(copyFrom(FLOOR.copy)));
+    const merged = await db.query(FLOOR.merge);
     await db.query('COMMIT');
     return merged.rowCount ?? 0;
   } catch (error) {

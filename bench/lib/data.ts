@@ -65,10 +65,42 @@ export async function stageBaseline(
 ): Promise<{ csv: { path: string; bytes: number; rows: number }; prefix: string; key: string }> {
   const csv = await baselineCsv(rows);
   const prefix = `bench/n${rows}`;
-  const key = `${prefix}/inc/changes/${BASELINE_STAMP}.csv`;
+  const key = changeKey(prefix, 'inc', BASELINE_STAMP);
   await ensureBucket(client, 'bench');
   await uploadFile(client, 'bench', key, csv.path);
   return { csv, prefix, key };
+}
+
+/** Where the tickets example's stream of `dataset` finds a change file stamped `stamp` under `prefix`. */
+export function changeKey(prefix: string, dataset: string, stamp: string): string {
+  return `${prefix}/${dataset}/changes/${stamp}.csv`;
+}
+
+/**
+ * A key stamp (YYYY-MM-DDTHH-mm-ss) `index` minutes after 2026-06-23 00:00: later than every
+ * file of the generated bucket, so a delta stamped with it is never late.
+ */
+export function deltaStamp(index: number): string {
+  const t = new Date(Date.UTC(2026, 5, 23, 0, 0, 0) + index * 60_000);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${t.getUTCFullYear()}-${p(t.getUTCMonth() + 1)}-${p(t.getUTCDate())}T${p(t.getUTCHours())}-${p(t.getUTCMinutes())}-${p(t.getUTCSeconds())}`;
+}
+
+/** PUTs small objects held in memory, `concurrency` at a time. */
+export async function putObjects(
+  client: S3Client,
+  bucket: string,
+  objects: readonly { key: string; body: string | Uint8Array }[],
+  concurrency = 8,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < objects.length) {
+      const { key, body } = objects[next++]!;
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, objects.length) }, worker));
 }
 
 /** RFC 4180 quoting, as the generator writes it. */

@@ -3,7 +3,15 @@ import { changeFiles, generateBucket, runDatasets } from '@tributary/example-tic
 import { benchEnvironment, resetLibrary } from '../lib/apply.js';
 import { runTicketsCli } from '../lib/cli.js';
 import type { BenchContext } from '../lib/context.js';
-import { BASELINE_STAMP, baselineCsv, csvText, ensureBucket, uploadFile } from '../lib/data.js';
+import {
+  BASELINE_STAMP,
+  baselineCsv,
+  changeKey,
+  csvText,
+  deltaStamp,
+  ensureBucket,
+  uploadFile,
+} from '../lib/data.js';
 import { percentile, round, type Summary, summarize } from '../lib/stats.js';
 
 const PREFIX = 'bench/delta';
@@ -14,12 +22,6 @@ export interface DeltaResult {
   /** Milliseconds from start to the commit (and archive) of the delta. */
   inProcess: { p50: number; p95: number; summary: Summary };
   cli: { p50: number; p95: number; summary: Summary };
-}
-
-function keyAt(index: number): string {
-  const t = new Date(Date.UTC(2026, 5, 23, 0, 0, 0) + index * 60_000);
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${PREFIX}/inc/changes/${t.getUTCFullYear()}-${p(t.getUTCMonth() + 1)}-${p(t.getUTCDate())}T${p(t.getUTCHours())}-${p(t.getUTCMinutes())}-${p(t.getUTCSeconds())}.csv`;
 }
 
 /**
@@ -35,7 +37,7 @@ export async function runDelta(ctx: BenchContext): Promise<DeltaResult> {
   await ensureBucket(client, 'bench');
   const csv = await baselineCsv(34_849);
   await resetLibrary(pool);
-  await uploadFile(client, 'bench', `${PREFIX}/inc/changes/${BASELINE_STAMP}.csv`, csv.path);
+  await uploadFile(client, 'bench', changeKey(PREFIX, 'inc', BASELINE_STAMP), csv.path);
   const env = benchEnvironment(services.s3, PREFIX);
   const [baseline] = await runDatasets(env, client, pool, {
     datasets: ['inc'],
@@ -50,7 +52,13 @@ export async function runDelta(ctx: BenchContext): Promise<DeltaResult> {
   const upload = async () => {
     const stamp = `2026-07-${String(1 + (index % 28)).padStart(2, '0')} 12:00:00`;
     const body = csvText(deltaRows.map((row) => ({ ...row, updated_at: stamp, mttr: String(index) })));
-    await client.send(new PutObjectCommand({ Bucket: 'bench', Key: keyAt(index++), Body: body }));
+    await client.send(
+      new PutObjectCommand({
+        Bucket: 'bench',
+        Key: changeKey(PREFIX, 'inc', deltaStamp(index++)),
+        Body: body,
+      }),
+    );
   };
   const inProcess = async (): Promise<number> => {
     await upload();
