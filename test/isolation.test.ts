@@ -78,7 +78,7 @@ describe('pipeline() over two streams: isolated failures', () => {
 
     // The run fails naming both streams and both files.
     expect(error?.code).toBe('STREAMS_FAILED');
-    const failures = (error?.cause as AggregateError).errors as TributaryError[];
+    const failures = (error!.cause as AggregateError).errors as TributaryError[];
     expect(failures.map((f) => [f.stream, f.location?.file])).toEqual([
       ['iso/a', `${root}/a/20260102.csv`],
       ['iso/b', `${root}/b/20260102.csv`],

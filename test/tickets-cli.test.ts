@@ -81,7 +81,7 @@ describe('tickets-pipeline (real binary, s3rver, PostgreSQL)', () => {
 
     const runs = await w.db.pool.query(
       // Datasets run concurrently: their runs start in either order.
-      `SELECT streams, status, rows_read::int AS rows_read FROM tributary.runs ORDER BY streams`,
+      `SELECT streams, status, rows_read::int AS rows_read FROM tributary.runs ORDER BY streams DESC`,
     );
     expect(runs.rows).toEqual([
       {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 const ROOT = join(import.meta.dirname, '..', '..');
 const SOURCE_DIRS = [
   'packages/core',
+  'packages/cli',
   'packages/s3-source',
   'packages/pg-sink',
   'packages/kafka-bridge',

@@ -1,60 +1,28 @@
-import { S3Client } from '@aws-sdk/client-s3';
-import pg from 'pg';
+import { readServiceEnvironment, type ServiceEnvironment, UsageError } from '@tributary/cli';
 import { DATASETS, type Dataset } from './tickets.js';
 
-/** Usage errors exit with code 2 and a message naming the flag or variable. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+export {
+  createS3Client,
+  type LatePolicy,
+  parseChoice,
+  parseLatePolicy,
+  parsePositiveNumber,
+  requireDatabaseUrl,
+  UsageError,
+} from '@tributary/cli';
 
-export interface Environment {
-  databaseUrl: string | undefined;
-  s3Endpoint: string | undefined;
+export interface Environment extends ServiceEnvironment {
   bucket: string;
   prefix: string;
-  forcePathStyle: boolean;
-  region: string;
 }
 
 /** Reads the documented environment (examples/tickets/README.md § Environment). */
 export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
-  const s3Endpoint = env.S3_ENDPOINT || undefined;
-  const forcePathStyleText = env.S3_FORCE_PATH_STYLE;
-  let forcePathStyle = s3Endpoint !== undefined;
-  if (forcePathStyleText !== undefined && forcePathStyleText !== '') {
-    if (!/^(true|false|1|0)$/i.test(forcePathStyleText)) {
-      throw new UsageError(
-        `S3_FORCE_PATH_STYLE must be true or false, got ${JSON.stringify(forcePathStyleText)}`,
-      );
-    }
-    forcePathStyle = /^(true|1)$/i.test(forcePathStyleText);
-  }
   return {
-    databaseUrl: env.DATABASE_URL || undefined,
-    s3Endpoint,
+    ...readServiceEnvironment(env),
     bucket: env.S3_BUCKET || 'tickets',
     prefix: (env.S3_PREFIX || 'automations').replace(/\/+$/, ''),
-    forcePathStyle,
-    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
   };
-}
-
-/** The user's S3 client: credentials from the AWS default chain (env, profile, role); never logged. */
-export function createS3Client(env: Environment): S3Client {
-  return new S3Client({
-    region: env.region,
-    ...(env.s3Endpoint ? { endpoint: env.s3Endpoint } : {}),
-    forcePathStyle: env.forcePathStyle,
-    // Checksums only where the API requires them: S3-compatible servers (MinIO, s3rver) differ.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    maxAttempts: 5,
-  });
-}
-
-export function requireDatabaseUrl(env: Environment): string {
-  if (!env.databaseUrl) throw new UsageError('DATABASE_URL is not set (e.g. postgres://user@host:5432/db)');
-  return env.databaseUrl;
 }
 
 export function parseDatasets(text: string): Dataset[] {
@@ -71,46 +39,6 @@ export function parseDatasets(text: string): Dataset[] {
     }
   }
   return [...new Set(names)] as Dataset[];
-}
-
-export function parsePositiveNumber(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new UsageError(`${flag} must be a positive number, got ${JSON.stringify(text)}`);
-  return n;
-}
-
-export function parseChoice<T extends string>(flag: string, text: string, choices: readonly T[]): T {
-  if (!(choices as readonly string[]).includes(text)) {
-    throw new UsageError(`${flag} must be one of ${choices.join(', ')}, got ${JSON.stringify(text)}`);
-  }
-  return text as T;
-}
-
-/**
- * The binary's pool for DATABASE_URL. Idle-connection errors (a restarted server) are reported,
- * never thrown: an unhandled pool 'error' would crash the process (pg-pool's most reported bug).
- */
-export function openPool(
-  env: Environment,
-  logger: { warn(obj: object, msg: string): void },
-  max = 4,
-): pg.Pool {
-  const pool = new pg.Pool({
-    connectionString: requireDatabaseUrl(env),
-    application_name: 'tickets-pipeline',
-    max,
-  });
-  // The message only, through the logger's redaction: no connection details.
-  pool.on('error', (error) => logger.warn({ err: error.message }, 'idle PostgreSQL connection failed'));
-  return pool;
-}
-
-export type LatePolicy = 'error' | 'apply' | 'skip';
-
-/** `--late-files error|apply|skip` (default error). */
-export function parseLatePolicy(text: unknown): LatePolicy {
-  return parseChoice('--late-files', String(text ?? 'error'), ['error', 'apply', 'skip'] as const);
 }
 
 /** Commands that work on exactly one dataset. */

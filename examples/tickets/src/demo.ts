@@ -1,9 +1,9 @@
+import { describeError, type Logger, progressRenderer, table } from '@tributary/cli';
 import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
 import { localS3Client, startEmbeddedS3 } from '@tributary/s3-source/testing';
 import pg from 'pg';
 import type { Environment } from './config.js';
 import { changeFiles, expectedTable, generateBucket } from './generate.js';
-import { describeError, type Logger, progressRenderer, table } from './output.js';
 import { runDatasets, type StreamReport } from './run.js';
 import { DATASETS } from './tickets.js';
 import { uploadBucket } from './upload.js';

@@ -1,3 +1,13 @@
+import {
+  describeError,
+  EXIT,
+  exitCodeFor,
+  type Logger,
+  openPool,
+  progressRenderer,
+  runJson,
+  stopOnSignals,
+} from '@tributary/cli';
 import { type PipelineEvent, pipeline } from '@tributary/core';
 import {
   createDecoder,
@@ -13,14 +23,11 @@ import { Kafka } from 'kafkajs';
 import {
   createS3Client,
   type Environment,
-  openPool,
   parseLatePolicy,
   parsePositiveNumber,
   singleDataset,
   UsageError,
 } from './config.js';
-import { EXIT, exitCodeFor, runJson } from './main.js';
-import { describeError, type Logger, progressRenderer, stopOnSignals } from './output.js';
 import {
   CONTROL_SCHEMA,
   type FileReport,
@@ -81,7 +88,7 @@ async function publish(
   const topic = String(opts['topic'] ?? `tickets.${dataset}`);
   const partitions = parsePositiveNumber('--partitions', String(opts['partitions'] ?? '3'));
   const lateFiles = parseLatePolicy(opts['lateFiles']);
-  const pool = openPool(ctx.env, ctx.logger);
+  const pool = openPool(ctx.env, 'tickets-pipeline', ctx.logger);
   const client = createS3Client(ctx.env);
   const stream = streamId(dataset);
   const report: StreamReport = { stream, watermark: null, files: [], error: null };
@@ -151,7 +158,7 @@ async function subscribe(
   const dataset = singleDataset('subscribe', opts['dataset']);
   const topic = String(opts['topic']);
   const groupId = String(opts['group']);
-  const pool = openPool(ctx.env, ctx.logger);
+  const pool = openPool(ctx.env, 'tickets-pipeline', ctx.logger);
   const report: StreamReport = {
     stream: `kafka/${groupId}/${topic}`,
     watermark: null,
@@ -199,7 +206,7 @@ async function subscribe(
         `${report.stream}: ${rows} rows applied${report.error ? `; error: ${describeError(report.errorDetail)}` : ''}\n`,
       );
     if (report.error)
-      process.stderr.write(`tickets-pipeline: ${describeError(report.errorDetail, dataset)}\n`);
+      process.stderr.write(`tickets-pipeline: ${describeError(report.errorDetail, `dataset ${dataset}`)}\n`);
     return exitCodeFor([report]);
   } finally {
     await pool.end();
@@ -268,7 +275,7 @@ function finish(ctx: KafkaContext, reports: StreamReport[], dryRun: boolean): nu
   for (const r of reports)
     if (r.error)
       process.stderr.write(
-        `tickets-pipeline: ${describeError(r.errorDetail ?? r.error, r.stream.split('/')[1])}\n`,
+        `tickets-pipeline: ${describeError(r.errorDetail ?? r.error, `dataset ${r.stream.split('/')[1]}`)}\n`,
       );
   return exitCodeFor(reports);
 }

@@ -1,7 +1,7 @@
+import { redact } from '@tributary/cli';
 import { describe, expect, it } from 'vitest';
 import { parseDatasets, readEnvironment, UsageError } from '../src/config.js';
 import { changeFiles, csvChunks, expectedTable, generateBucket } from '../src/generate.js';
-import { redact } from '../src/output.js';
 import { applyRules, columnType, isTrue, normalizeRawStatus, normalizeRegion } from '../src/tickets.js';
 
 describe('ticket rules', () => {

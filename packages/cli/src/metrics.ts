@@ -4,10 +4,9 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { PipelineEvent } from '@tributary/core';
 import type pg from 'pg';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Environment } from './config.js';
 import type { StreamHealth } from './health.js';
+import type { StreamSpec } from './spec.js';
 import { readStatus } from './status.js';
-import type { Dataset } from './tickets.js';
 
 export interface MetricsServer {
   port: number;
@@ -24,7 +23,7 @@ export interface MetricsServer {
  */
 export async function startMetricsServer(
   port: number,
-  deps: { env: Environment; client: S3Client; pool: pg.Pool; datasets: Dataset[]; health: StreamHealth },
+  deps: { client: S3Client; pool: pg.Pool; specs: readonly StreamSpec[]; health: StreamHealth },
 ): Promise<MetricsServer> {
   const registry = new Registry();
   const files = new Counter({
@@ -58,7 +57,7 @@ export async function startMetricsServer(
     registers: [registry],
   });
   const refresh = async () => {
-    const status = await readStatus(deps.env, deps.client, deps.pool, deps.datasets);
+    const status = await readStatus(deps.client, deps.pool, deps.specs);
     for (const s of status) {
       if (s.lagSeconds !== null) freshness.set({ stream: s.stream }, s.lagSeconds);
       pending.set({ stream: s.stream }, s.pendingFiles);

@@ -36,11 +36,11 @@ function secretsFromEnv(): string[] {
   return secrets;
 }
 
-export function createLogger(level = process.env.LOG_LEVEL ?? 'info'): Logger {
+export function createLogger(app: string, level = process.env.LOG_LEVEL ?? 'info'): Logger {
   return pino(
     {
       level,
-      base: { app: 'tickets-pipeline' },
+      base: { app },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       hooks: {
@@ -58,9 +58,9 @@ export function createLogger(level = process.env.LOG_LEVEL ?? 'info'): Logger {
   );
 }
 
-/** One line for stderr that names dataset, file, line and column when known. */
-export function describeError(error: unknown, dataset?: string): string {
-  const prefix = dataset ? `dataset ${dataset}: ` : '';
+/** One line for stderr that names the stream (`context`), file, line and column when known. */
+export function describeError(error: unknown, context?: string): string {
+  const prefix = context ? `${context}: ` : '';
   if (error instanceof TributaryError) {
     const where = formatLocation(error.location);
     const message = where && !error.message.includes(where) ? `${where}: ${error.message}` : error.message;

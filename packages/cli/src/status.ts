@@ -2,9 +2,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { readState } from '@tributary/pg-sink';
 import { s3Source } from '@tributary/s3-source';
 import type pg from 'pg';
-import type { Environment } from './config.js';
-import { CONTROL_SCHEMA, streamId, ticketStream } from './run.js';
-import type { Dataset } from './tickets.js';
+import { CONTROL_SCHEMA, runDefinition } from './runner.js';
+import type { StreamSpec } from './spec.js';
 
 export interface StreamStatus {
   stream: string;
@@ -25,10 +24,9 @@ export interface StreamStatus {
 
 /** Per stream: control-schema facts plus a read-only listing. Changes nothing. */
 export async function readStatus(
-  env: Environment,
   client: S3Client,
   pool: pg.Pool,
-  datasets: Dataset[],
+  specs: readonly StreamSpec[],
 ): Promise<StreamStatus[]> {
   const out: StreamStatus[] = [];
   const exists = (
@@ -36,8 +34,8 @@ export async function readStatus(
       `"${CONTROL_SCHEMA}".loads`,
     ])
   ).rows[0]?.ok;
-  for (const dataset of datasets) {
-    const stream = streamId(dataset);
+  for (const spec of specs) {
+    const stream = spec.id;
     const status: StreamStatus = {
       stream,
       watermark: null,
@@ -95,7 +93,7 @@ export async function readStatus(
       const state = await readState(pool, CONTROL_SCHEMA, stream);
       const source = s3Source({
         client,
-        streams: [ticketStream(env, dataset, { lateFiles: 'error' })],
+        streams: [runDefinition(spec, { lateFiles: 'error' })],
         archive: false,
       });
       const [plan] = await source.plan({

@@ -1,0 +1,198 @@
+import { type PipelineEvent, TributaryError } from '@tributary/core';
+import { createS3Client, openPool, type ServiceEnvironment, UsageError } from './env.js';
+import { streamHealth } from './health.js';
+import { describeError, type Logger, progressRenderer, stopOnSignals, table } from './output.js';
+import { type LatePolicy, runStreamSpecs, type StreamReport } from './runner.js';
+import type { StreamSpec } from './spec.js';
+import { readStatus } from './status.js';
+
+/** What a command handler needs from the binary that runs it. */
+export interface CommandContext {
+  /** Binary name: log field `app`, stderr prefix, PostgreSQL application_name. */
+  app: string;
+  logger: Logger;
+  json: boolean;
+  tty: boolean;
+  /** How stderr names a stream (`dataset inc` for tickets-pipeline). */
+  label?: (stream: string) => string;
+}
+
+export interface RunCommandOptions {
+  apply: boolean;
+  watch: boolean;
+  intervalMs: number;
+  metricsPort?: number | undefined;
+  lateFiles?: LatePolicy | undefined;
+  replayFrom?: string | undefined;
+  concurrency?: number | undefined;
+}
+
+/** Exit codes of the contract: 0 ok, 1 a stream failed, 2 usage, 3 locked by another process. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, locked: 3 } as const;
+
+export function exitCodeFor(reports: StreamReport[]): number {
+  if (reports.some((r) => r.errorCode === 'STREAM_LOCKED')) return EXIT.locked;
+  return reports.some((r) => r.error) ? EXIT.failed : EXIT.ok;
+}
+
+/** The `--json` shape of `run`/`replay` (examples/tickets/README.md § Output; same for `tributary`). */
+export function runJson(dryRun: boolean, reports: StreamReport[]): unknown {
+  return {
+    dryRun,
+    streams: reports.map((r) => ({
+      stream: r.stream,
+      watermark: r.watermark,
+      files: r.files.map((f) => ({
+        key: f.key,
+        kind: f.kind,
+        status: f.status,
+        rowsRead: f.rowsRead,
+        rowsFiltered: f.rowsFiltered,
+        rowsUpserted: f.rowsUpserted,
+      })),
+      error: r.error === null ? null : describeError(r.errorDetail ?? r.error),
+    })),
+  };
+}
+
+function printReports(reports: StreamReport[], dryRun: boolean): void {
+  for (const report of reports) {
+    process.stdout.write(
+      `\n${report.stream}  watermark: ${report.watermark ?? '(none)'}${dryRun ? '  (dry run: nothing changed)' : ''}\n`,
+    );
+    if (report.files.length === 0) process.stdout.write('  nothing to do\n');
+    else {
+      const rows = report.files.map((f) => [
+        f.key,
+        f.kind,
+        f.status,
+        f.size ?? '',
+        f.rowsRead,
+        f.rowsFiltered,
+        f.rowsUpserted,
+      ]);
+      process.stdout.write(
+        `${table(['file', 'kind', 'status', 'bytes', 'read', 'filtered', 'upserted'], rows)}\n`,
+      );
+    }
+    if (report.error) process.stdout.write(`  error: ${describeError(report.errorDetail ?? report.error)}\n`);
+  }
+}
+
+/**
+ * `run` and `replay`: every stream concurrently in its own failure domain, progress on stderr,
+ * the summary (or `--json`) on stdout. Returns the exit code.
+ */
+export async function runCommand(
+  ctx: CommandContext,
+  env: ServiceEnvironment,
+  specs: StreamSpec[],
+  options: RunCommandOptions,
+): Promise<number> {
+  const { logger, json, tty } = ctx;
+  const label = ctx.label ?? ((stream: string) => `stream ${stream}`);
+  if (options.watch && !options.apply) throw new UsageError('--watch needs --apply');
+  // Per stream: its session (advisory lock held), its load-log reads and a planner.
+  const pool = openPool(env, ctx.app, logger, 2 * specs.length + 2);
+  const client = createS3Client(env);
+  const stop = stopOnSignals(logger);
+  const renderer = progressRenderer(logger, tty);
+  const health = streamHealth();
+  const metrics = options.metricsPort
+    ? await (await import('./metrics.js')).startMetricsServer(options.metricsPort, {
+        client,
+        pool,
+        specs,
+        health,
+      })
+    : undefined;
+  const onEvent = (event: PipelineEvent) => {
+    health.onEvent(event);
+    renderer.onEvent(event);
+    metrics?.onEvent(event);
+    // In watch mode a failure is reported when it happens, not at exit.
+    if (options.watch && event.type === 'stream-failed') {
+      logger.error(
+        {
+          stream: event.stream,
+          file: event.source,
+          code: event.error instanceof TributaryError ? event.error.code : undefined,
+          retryInMs: event.retryInMs,
+        },
+        describeError(event.error, label(event.stream)),
+      );
+    }
+  };
+  try {
+    const reports = await runStreamSpecs(client, pool, {
+      streams: specs,
+      apply: options.apply,
+      ...(options.lateFiles ? { lateFiles: options.lateFiles } : {}),
+      ...(options.replayFrom ? { replayFrom: options.replayFrom } : {}),
+      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+      ...(options.watch ? { watch: { intervalMs: options.intervalMs, stop: stop.signal } } : {}),
+      onEvent,
+    });
+    renderer.stop();
+    for (const report of reports) {
+      if (report.error) {
+        process.stderr.write(
+          `${ctx.app}: ${describeError(report.errorDetail ?? report.error, label(report.stream))}\n`,
+        );
+      }
+    }
+    if (json) process.stdout.write(`${JSON.stringify(runJson(!options.apply, reports))}\n`);
+    else printReports(reports, !options.apply);
+    return exitCodeFor(reports);
+  } finally {
+    renderer.stop();
+    await metrics?.close();
+    await pool.end();
+    client.destroy();
+  }
+}
+
+/** `status`: control-schema facts plus a read-only listing per stream. */
+export async function statusCommand(
+  ctx: CommandContext,
+  env: ServiceEnvironment,
+  specs: StreamSpec[],
+): Promise<void> {
+  const pool = openPool(env, ctx.app, ctx.logger, 2);
+  const client = createS3Client(env);
+  try {
+    const streams = await readStatus(client, pool, specs);
+    if (ctx.json) process.stdout.write(`${JSON.stringify({ streams })}\n`);
+    else {
+      const rows = streams.map((s) => [
+        s.stream,
+        s.watermark ?? '-',
+        s.lastLoadedAt ?? '-',
+        s.lagSeconds ?? '-',
+        s.filesLoaded,
+        s.rowsLoaded,
+        s.pendingFiles,
+        s.lateFiles,
+        s.lateFilesSkipped,
+        s.failingFile ?? '-',
+        s.lastError ?? '-',
+      ]);
+      process.stdout.write(
+        `${table(['stream', 'watermark', 'last loaded', 'lag s', 'files', 'rows', 'pending', 'late', 'late skipped', 'failing file', 'last error'], rows)}\n`,
+      );
+    }
+  } finally {
+    await pool.end();
+    client.destroy();
+  }
+}
+
+/** Exit code for an error that escaped a command (usage 2, locked 3, else 1), after printing it. */
+export function reportCommandError(app: string, error: unknown): number {
+  if (error instanceof UsageError) {
+    process.stderr.write(`${app}: ${error.message}\n`);
+    return EXIT.usage;
+  }
+  process.stderr.write(`${app}: ${describeError(error)}\n`);
+  return error instanceof TributaryError && error.code === 'STREAM_LOCKED' ? EXIT.locked : EXIT.failed;
+}
