@@ -1,6 +1,7 @@
 /**
- * `pnpm bench [--quick] [--sizes 34849,500000] [--runs 5] [--sections apply,delta,memory,parse,kafka]
- *             [--memory-mb 100,1024,3072] [--delta-runs 30] [--naive-max-rows 34849] [--no-write]`
+ * `pnpm bench [--quick] [--sizes 34849,500000] [--runs 5] [--sections apply,delta,memory,parse,kafka,steady]
+ *             [--memory-mb 100,1024,3072] [--delta-runs 30] [--naive-max-rows 34849] [--steady-files 400]
+ *             [--no-build] [--no-write]`
  *
  * Tributary beside its baselines, every pair measured in this one process run (issue 8):
  *   apply   library end to end vs the floor (raw CSV bytes → COPY → one merge) vs a per-row upsert loop
@@ -8,6 +9,9 @@
  *   memory  peak RSS of a child process applying 100 MB / 1 GB / 3 GB CSVs through the library
  *   parse   the source's CSV path over a local file vs a bare csv-parse loop over the same bytes
  *   kafka   publish / subscribe vs bare kafkajs producer / consumer loops on the same broker
+ *   steady  the built binary as a process: 400 small deltas and the seed's stream vs a floor process
+ *           and today's script, a no-op run, watch-mode latency over inc and crq (`pnpm build`
+ *           first when dist/ is older than the sources, unless --no-build)
  * Every figure is the median of the runs with min and max. Services: DATABASE_URL / S3_ENDPOINT /
  * KAFKA_BROKERS when set, else embedded PostgreSQL, s3rver and the test broker.
  * Writes bench/results/latest.json and docs/benchmarks.md (unless --no-write).
@@ -25,6 +29,7 @@ import { runDelta } from './sections/delta.js';
 import { runKafka } from './sections/kafka.js';
 import { runMemory } from './sections/memory.js';
 import { runParse } from './sections/parse.js';
+import { runSteady } from './sections/steady.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,6 +40,8 @@ const { values } = parseArgs({
     'memory-mb': { type: 'string' },
     'delta-runs': { type: 'string' },
     'naive-max-rows': { type: 'string' },
+    'steady-files': { type: 'string' },
+    'no-build': { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
   },
   strict: true,
@@ -54,8 +61,13 @@ export interface BenchConfig {
   memoryMb: number[];
   deltaRuns: number;
   naiveMaxRows: number;
+  /** Delta files of the steady section's many-small-files case. */
+  steadyFiles: number;
+  /** Whether the steady section may run `pnpm build` when dist/ is stale. */
+  build: boolean;
 }
 
+const SECTIONS = ['apply', 'delta', 'memory', 'parse', 'kafka', 'steady'];
 const quick = values.quick;
 const config: BenchConfig = {
   quick,
@@ -64,10 +76,13 @@ const config: BenchConfig = {
   memoryMb: numbers(values['memory-mb'] ?? (quick ? '20' : '100,1024,3072')),
   deltaRuns: Number(values['delta-runs'] ?? (quick ? 3 : 30)),
   naiveMaxRows: Number(values['naive-max-rows'] ?? 34849),
+  steadyFiles: numbers(values['steady-files'] ?? '400')[0]!,
+  build: !values['no-build'],
 };
-const sections = new Set(
-  (values.sections ?? 'apply,delta,memory,parse,kafka').split(',').map((s) => s.trim()),
-);
+const sections = new Set((values.sections ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
+const unknown = [...sections].filter((s) => !SECTIONS.includes(s));
+if (unknown.length)
+  throw new Error(`--sections: unknown ${unknown.join(', ')} (known: ${SECTIONS.join(', ')})`);
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
 const started = new Date();
@@ -97,6 +112,7 @@ try {
   if (sections.has('parse')) results['parse'] = await runParse(context);
   if (sections.has('kafka')) results['kafka'] = await runKafka(context);
   if (sections.has('memory')) results['memory'] = await runMemory(context);
+  if (sections.has('steady')) results['steady'] = await runSteady(context);
   const report: Report = {
     date: started.toISOString(),
     durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),

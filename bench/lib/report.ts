@@ -5,8 +5,9 @@ import type { DeltaResult } from '../sections/delta.js';
 import type { KafkaResult } from '../sections/kafka.js';
 import type { MemoryResult } from '../sections/memory.js';
 import type { ParseResult } from '../sections/parse.js';
+import type { SteadyResult } from '../sections/steady.js';
 import { ROOT } from './services.js';
-import { round, type Summary } from './stats.js';
+import { round, type Summary, summarize } from './stats.js';
 
 export interface Report {
   date: string;
@@ -19,6 +20,7 @@ export interface Report {
     parse?: ParseResult;
     kafka?: KafkaResult;
     memory?: MemoryResult[];
+    steady?: SteadyResult;
   };
 }
 
@@ -245,6 +247,7 @@ export function renderMarkdown(report: Report, notes: string): string {
       verdict(k.ratios.kafkaPathOverDirect <= 2.5),
     ]);
   }
+  if (results.steady) steadySection(results.steady, parts, targets);
   parts.push(
     '## Targets (issue 8)',
     '',
@@ -254,6 +257,117 @@ export function renderMarkdown(report: Report, notes: string): string {
     '',
   );
   return parts.join('\n');
+}
+
+/** Section 6: the built binary as a process, beside processes doing the same work by hand. */
+function steadySection(s: SteadyResult, parts: string[], targets: (string | number)[][]): void {
+  const { small, seed, noop, watch } = s;
+  const sec = (key: string, seconds: Record<string, Summary>) => fmt(seconds[key]!);
+  parts.push('## 6. Steady state (the built binary as a process)', '');
+  parts.push(
+    `### 6.1 Many small files: a ${small.baselineRows}-row baseline + ${small.files - 1} deltas of ${small.rowsPerDelta} rows`,
+    '',
+    table(
+      ['process', 'runs', 'seconds', 'files/s', 'ms per file (start included)', '/ floor'],
+      [
+        ['ours: `tickets-pipeline run --apply` (built)', 'ours'],
+        ['floor: `bench/floor-process.mjs` (GetObject → COPY → merge → commit per file)', 'floor'],
+        ['script: `bench/script-process.mjs` (what `import_tickets.py` does)', 'script'],
+      ].map(([label, key]) => [
+        label!,
+        small.runs,
+        sec(key!, small.seconds),
+        small.filesPerSecond[key!]!,
+        small.msPerFile[key!]!,
+        round(small.seconds[key!]!.median / small.seconds['floor']!.median),
+      ]),
+    ),
+    '',
+    'Ours also archives every file (copy to processed/, delete) and writes its load row and checkpoint;',
+    'the script archives and upserts a watermark row; the floor is given the keys and does neither.',
+    `No-op \`run --apply\` (nothing pending, built binary): ${fmt(noop.ms, 0)} ms over ${noop.runs} runs.`,
+    '',
+    `### 6.2 The seed's stream: ${seed.rows.toLocaleString('en')} rows in ${seed.files} files (baseline + 1, 22, 131-row deltas)`,
+    '',
+    table(
+      ['path', 'runs', 'ours s', 'floor s', 'ours / floor'],
+      [
+        [
+          'processes: built binary vs `bench/floor-process.mjs`',
+          seed.runs,
+          sec('ours', seed.seconds),
+          sec('floor', seed.seconds),
+          seed.ratios.processOverFloor,
+        ],
+        [
+          'in process: `runDatasets` (archive included) vs `applyFloor` per file',
+          seed.runs,
+          sec('oursInProcess', seed.seconds),
+          sec('floorInProcess', seed.seconds),
+          seed.ratios.inProcessOverFloor,
+        ],
+      ],
+    ),
+    '',
+    `### 6.3 Watch mode: \`run --dataset inc,crq --apply --watch --interval ${watch.intervalSeconds}\`, upload → commit`,
+    '',
+    table(
+      ['dataset', 'baseline applied', 'deltas applied', 'median ms', 'max ms'],
+      Object.keys(watch.baselinesApplied).map((dataset) => {
+        const ms = watch.uploads.filter((u) => u.dataset === dataset).map((u) => u.latencyMs);
+        const applied = ms.filter((m): m is number => m !== null);
+        return [
+          dataset,
+          watch.baselinesApplied[dataset] ? 'yes' : '**no**',
+          `${applied.length} of ${ms.length}`,
+          applied.length ? round(summarize(applied).median, 0) : 'not applied',
+          applied.length ? round(Math.max(...applied), 0) : 'not applied',
+        ];
+      }),
+    ),
+    '',
+    `Each delta waits at most ${watch.timeoutSeconds} s. SIGTERM: exit ${watch.exit.code ?? watch.exit.signal}.`,
+    '',
+  );
+  if (!small.tablesAgree || !seed.tablesAgree)
+    parts.push('**Warning: ours, the floor and the script left different tables.**', '');
+  const limitMs = (watch.intervalSeconds + 1) * 1000;
+  const allApplied = watch.applied === watch.uploads.length;
+  targets.push(
+    [
+      `${small.files} small files as a process ≤ 1.5× floor process`,
+      `${small.ratios.oursOverFloor}× (${round(small.seconds['ours']!.median)} s vs ${round(small.seconds['floor']!.median)} s)`,
+      verdict(small.ratios.oursOverFloor <= 1.5),
+    ],
+    [
+      `${small.files} small files vs today's script (reported beside it)`,
+      `${small.ratios.oursOverScript}× the script`,
+      'reported',
+    ],
+    [
+      "seed's stream as a process ≤ 1.5× floor process",
+      `${seed.ratios.processOverFloor}×`,
+      verdict(seed.ratios.processOverFloor <= 1.5),
+    ],
+    [
+      "seed's stream in process ≤ 1.3× floor",
+      `${seed.ratios.inProcessOverFloor}×`,
+      verdict(seed.ratios.inProcessOverFloor <= 1.3),
+    ],
+    ['no-op `run --apply` ≤ 300 ms', `${round(noop.ms.median, 0)} ms`, verdict(noop.ms.median <= 300)],
+    [
+      `watch: every delta committed within interval + 1 s (${limitMs / 1000} s), inc and crq`,
+      watch.latencyMs
+        ? `${watch.applied} of ${watch.uploads.length} applied, median ${round(watch.latencyMs.median, 0)} ms, max ${round(watch.latencyMs.max, 0)} ms`
+        : `none of ${watch.uploads.length} applied`,
+      verdict(allApplied && watch.latencyMs !== null && watch.latencyMs.max <= limitMs),
+    ],
+    [
+      'watch: SIGTERM exits 0',
+      `exit ${watch.exit.code ?? watch.exit.signal}`,
+      verdict(watch.exit.code === 0),
+    ],
+  );
 }
 
 export async function writeReport(report: Report, log: (line: string) => void, notes: string): Promise<void> {
