@@ -4,6 +4,7 @@ import { inject } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CLI = join(ROOT, 'examples', 'tickets', 'bin', 'tickets-pipeline.js');
+const TRIBUTARY = join(ROOT, 'packages', 'cli', 'bin', 'tributary.js');
 
 export interface CliResult {
   code: number | null;
@@ -50,6 +51,13 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
 export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
   const child = startCli(args, env);
   return collect(child);
+}
+
+/** Runs the built `tributary` binary (packages/cli) to its end. */
+export function runTributary(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  return collect(
+    spawn(process.execPath, [TRIBUTARY, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
 }
 
 export function collect(child: ChildProcess): Promise<CliResult> {

@@ -1,8 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type PipelineEvent, pipeline, runStreams, semaphore, TributaryError } from '@tributary/core';
-import { type PgSink, pgSink, readState } from '@tributary/pg-sink';
+import { type PgSink, pgSink, readState, type TargetTable } from '@tributary/pg-sink';
 import { type S3Source, type StreamDefinition, s3Source } from '@tributary/s3-source';
 import type pg from 'pg';
+import { readColumnNames } from './header.js';
 import type { StreamSpec } from './spec.js';
 
 /** The control schema the binaries use (`tributary.checkpoints`, `loads`, `runs`, views). */
@@ -70,6 +72,34 @@ export function specSink(pool: pg.Pool, specs: readonly StreamSpec[]): PgSink {
 }
 
 /**
+ * The spec's target as the sink can take it. A table to create without declared columns gets
+ * them from the first pending file's header; undefined while there is no file to read one from
+ * (and no table yet).
+ */
+async function resolveTarget(
+  client: S3Client,
+  pool: pg.Pool,
+  spec: StreamSpec,
+  source: S3Source,
+): Promise<TargetTable | undefined> {
+  const target = spec.target;
+  if (!target.createTable || target.columns || !spec.columnsFromHeader) return target;
+  const exists = await pool.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [
+    `"${target.schema.replaceAll('"', '""')}"."${target.table.replaceAll('"', '""')}"`,
+  ]);
+  if (exists.rows[0]?.ok) return { ...target, createTable: false };
+  const state = await readState(pool, CONTROL_SCHEMA, spec.id);
+  const [plan] = await source.plan({
+    checkpoint: async () => state?.checkpoint ?? null,
+    ...(state ? { loads: state.loads } : {}),
+  });
+  const first = plan?.pending[0];
+  if (!first) return undefined;
+  const header = await readColumnNames(client, spec.source.bucket, first.key);
+  return { ...target, columns: spec.columnsFromHeader(header) };
+}
+
+/**
  * Counts per file from the pipeline's events: each written batch adds what was read, filtered
  * (in JavaScript or in the merge SQL) and sent to the upsert.
  */
@@ -123,7 +153,7 @@ export async function runStreamSpecs(
   const slot = semaphore(concurrency);
   const byId = new Map(options.streams.map((spec) => [spec.id, spec]));
   const watch = options.watch;
-  await runStreams(
+  const outcomes = await runStreams(
     [...byId.keys()],
     async (id) => {
       const report = await applyStream(client, pool, byId.get(id)!, options, slot);
@@ -153,7 +183,15 @@ export async function runStreamSpecs(
       },
     },
   );
-  return [...byId.keys()].map((id) => reports.get(id)!);
+  // A stream that failed before its report existed (e.g. an option its sink refused) still
+  // gets one, with the error.
+  return outcomes.map((outcome) => {
+    const report = reports.get(outcome.stream);
+    if (report) return report;
+    const failed: StreamReport = { stream: outcome.stream, watermark: null, files: [], error: null };
+    fail(failed, outcome.error ?? new Error('the stream ended without a report'));
+    return failed;
+  });
 }
 
 async function planStream(
@@ -220,7 +258,25 @@ async function applyStream(
     archive: !options.replayFrom,
     ...(options.watch ? { watch: { intervalMs: options.watch.intervalMs, jitter: 0.1 } } : {}),
   });
-  const sink = specSink(pool, [spec]);
+  let target: TargetTable | undefined;
+  try {
+    // No table and no file to take its columns from: nothing to do until a file arrives.
+    for (;;) {
+      target = await resolveTarget(client, pool, spec, source);
+      if (target) break;
+      options.onEvent?.({ type: 'caught-up', stream });
+      if (!options.watch) return report;
+      try {
+        await sleep(options.watch.intervalMs, undefined, { signal: options.watch.stop });
+      } catch {
+        return report;
+      }
+    }
+  } catch (error) {
+    fail(report, error);
+    return report;
+  }
+  const sink = specSink(pool, [{ ...spec, target }]);
   const onEvent = (event: PipelineEvent) => {
     // A transient failure re-runs from the checkpoint: the uncommitted file is read again, so
     // its partial counts are dropped rather than doubled.

@@ -1,5 +1,5 @@
 import type { Row, Transform } from '@tributary/core';
-import type { TargetTable } from '@tributary/pg-sink';
+import type { ColumnSpec, TargetTable } from '@tributary/pg-sink';
 import type { StreamDefinition } from '@tributary/s3-source';
 
 /**
@@ -14,4 +14,9 @@ export interface StreamSpec {
   target: TargetTable;
   /** Fresh transforms for each run (a transform may keep state within a run). */
   transforms: () => Transform<Row, Row>[];
+  /**
+   * The columns of the target table to create, from a file's header (after the transforms), when
+   * `target.createTable` is set without `columns`: the first pending file's header is read.
+   */
+  columnsFromHeader?: (header: readonly string[]) => ColumnSpec[];
 }

@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+// The built CLI: compiled JavaScript, no TypeScript compiler at start. `pnpm install` builds it
+// (the workspace's prepare step); an installed package ships dist/.
+import { existsSync } from 'node:fs';
+import module from 'node:module';
+
+const cli = new URL('../dist/tributary.js', import.meta.url);
+if (!existsSync(cli)) {
+  process.stderr.write('tributary: dist/tributary.js is missing: run `pnpm build` first\n');
+  process.exit(1);
+}
+// Node caches the compiled code of our modules and dependencies across runs (Node >= 22.1).
+module.enableCompileCache?.();
+await import(cli.href);

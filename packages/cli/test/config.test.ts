@@ -1,0 +1,96 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../src/config.js';
+import { withConfigReference } from '../src/reference.js';
+import { selectSpecs } from '../src/specs.js';
+
+const stream = (id: string, prefix: string, extra = '') => `  - id: ${id}
+    source: { bucket: b, prefix: ${prefix}, keyPattern: YYYYMMDD${extra} }
+    target: { table: ods.t, key: [id] }
+`;
+
+function problems(text: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfig(text, 'c.yaml', env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems.map((p) => `${p.path}: ${p.message}`);
+    throw error;
+  }
+  return [];
+}
+
+describe('tributary config', () => {
+  it('expands $' + '{VAR}, applies defaults and builds specs with per-stream archive folders', () => {
+    const config = parseConfig(
+      `streams:\n  - id: cubic/a\n    source: { bucket: '\${B}', prefix: cubic/dmap/a, keyPattern: YYYYMMDD }\n    transforms: [ { dropFields: [junk] }, { rename: { amt: amount } } ]\n    target: { table: ods.a, key: [id], types: { amount: numeric } }\n`,
+      'c.yaml',
+      { B: 'bucket-1' },
+    );
+    const [spec] = selectSpecs(config, undefined, {});
+    expect(spec?.source).toMatchObject({
+      bucket: 'bucket-1',
+      prefix: 'cubic/dmap/a/',
+      timeZone: 'UTC',
+      lateFiles: 'error',
+      processedPrefix: 'cubic/dmap/a/processed/',
+      latePrefix: 'cubic/dmap/a/late/',
+    });
+    expect(spec?.target).toMatchObject({
+      schema: 'ods',
+      table: 'a',
+      key: ['id'],
+      mode: 'upsert',
+      createTable: true,
+    });
+    expect(spec?.columnsFromHeader?.(['id', 'amt', 'junk'])).toEqual([
+      { name: 'id', type: 'text' },
+      { name: 'amount', type: 'numeric' },
+    ]);
+    expect(spec?.transforms()).toHaveLength(2);
+  });
+
+  it('names every problem by its option path', () => {
+    expect(
+      problems('streams:\n  - id: nope\n    source: { prefix: /x }\n    target: { table: t, key: [] }\n'),
+    ).toEqual([
+      'streams[0].id: must be <source>/<dataset>, e.g. cubic/edw_sample',
+      'streams[0].source.prefix: prefix is an S3 key prefix: no leading slash',
+      'streams[0].target.table: must be schema.table',
+      'streams[0].target.key: Too small: expected array to have >=1 items',
+    ]);
+    expect(
+      problems(`streams:\n${stream('a/b', 'p/', '')}`.replace('bucket: b', "bucket: '$" + "{MISSING}'")),
+    ).toEqual(['streams[0].source.bucket: environment variable MISSING is not set']);
+    expect(problems('streams: [')[0]).toMatch(/^\(file\): /);
+    expect(problems('streams: []\nextra: 1\n')).toEqual([
+      'streams: Too small: expected array to have >=1 items',
+      '(root): Unrecognized key: "extra"',
+    ]);
+  });
+
+  it('refuses duplicate ids and overlapping prefixes, naming both streams', () => {
+    expect(problems(`streams:\n${stream('a/x', 'p/')}${stream('a/x', 'q/')}`)).toEqual([
+      'streams[1].id: "a/x" is also streams[0].id',
+    ]);
+    expect(problems(`streams:\n${stream('a/x', 'cubic/dmap/x/')}${stream('a/y', 'cubic/dmap/')}`)).toEqual([
+      'streams[1].source: streams "a/x" and "a/y" share s3://b prefixes: listing cubic/dmap/x/ overlaps listing cubic/dmap/',
+    ]);
+    // The old sibling default: two tables archiving into one shared processed/ folder.
+    const shared = `streams:\n${stream('a/x', 'cubic/dmap/x/', ', processedPrefix: cubic/dmap/processed/')}${stream('a/y', 'cubic/dmap/y/', ', processedPrefix: cubic/dmap/processed/')}`;
+    expect(problems(shared)).toEqual([
+      'streams[1].source: streams "a/x" and "a/y" share s3://b prefixes: archive cubic/dmap/processed/ overlaps archive cubic/dmap/processed/',
+    ]);
+    // Different buckets never clash.
+    expect(
+      problems(`streams:\n${stream('a/x', 'p/')}${stream('a/y', 'p/').replace('bucket: b', 'bucket: c')}`),
+    ).toEqual([]);
+  });
+
+  it('the README config reference is generated from the schema (run pnpm docs:config)', async () => {
+    const readme = await readFile(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    // Biome pads table cells; compare the content.
+    const normalise = (text: string) => text.replace(/-{3,}/g, '---').replace(/\s+/g, ' ');
+    expect(normalise(withConfigReference(readme))).toBe(normalise(readme));
+  });
+});
