@@ -1,6 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { main } from './main.js';
+import type { CommandName } from './main.js';
+
+// The commands' code (AWS SDK, pg, the runner) loads only once a command runs: --help and usage
+// errors answer at once.
+const main = async (command: CommandName, opts: Record<string, unknown>) =>
+  (await import('./main.js')).main(command, opts);
 
 /**
  * `tickets-pipeline`: the command line is a contract (examples/tickets/README.md).

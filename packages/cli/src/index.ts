@@ -9,19 +9,6 @@ export {
   statusCommand,
 } from './commands.js';
 export {
-  ConfigError,
-  configSchema,
-  expandEnv,
-  loadConfig,
-  parseConfig,
-  type StreamConfig,
-  type StreamSpaces,
-  streamSchema,
-  streamSpaces,
-  type TransformConfig,
-  type TributaryConfig,
-} from './config.js';
-export {
   createS3Client,
   openPool,
   parseChoice,
@@ -56,5 +43,4 @@ export {
   specSink,
 } from './runner.js';
 export type { StreamSpec } from './spec.js';
-export { selectSpecs, streamSpec } from './specs.js';
 export { readStatus, type StreamStatus } from './status.js';

@@ -175,6 +175,32 @@ async function listLoads(
 
 /** The load log (`<schema>.loads`) as the sources see it. A missing schema reads as empty. */
 export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () => Promise<void>): LoadLog {
+  // Archives run several at once behind the apply: marks that arrive while one UPDATE is in
+  // flight go out together in the next one (one commit for many files). Each caller still
+  // returns only once its own row is durably marked, before its original is deleted.
+  let queued: { stream: string; source: string; done: () => void; failed: (e: unknown) => void }[] = [];
+  let flushing: Promise<void> | undefined;
+  const flush = async (): Promise<void> => {
+    while (queued.length) {
+      const batch = queued;
+      queued = [];
+      try {
+        await pool.query(
+          `UPDATE ${quoteIdent(schema)}.loads SET status = 'archived', archived_at = clock_timestamp()
+            WHERE load_id IN (
+              SELECT max(l.load_id) FROM ${quoteIdent(schema)}.loads l
+                JOIN unnest($1::text[], $2::text[]) AS u(stream, source)
+                  ON l.stream = u.stream AND l.source = u.source
+               WHERE l.status = 'loaded' GROUP BY l.stream, l.source)`,
+          [batch.map((m) => m.stream), batch.map((m) => m.source)],
+        );
+        for (const mark of batch) mark.done();
+      } catch (error) {
+        for (const mark of batch) mark.failed(error);
+      }
+    }
+    flushing = undefined;
+  };
   return {
     async list(stream, sources) {
       await beforeUse?.();
@@ -183,12 +209,9 @@ export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () =>
     },
     async markArchived(stream, source) {
       await beforeUse?.();
-      await pool.query(
-        `UPDATE ${quoteIdent(schema)}.loads SET status = 'archived', archived_at = clock_timestamp()
-          WHERE load_id = (SELECT max(load_id) FROM ${quoteIdent(schema)}.loads
-                            WHERE stream = $1 AND source = $2 AND status = 'loaded')`,
-        [stream, source],
-      );
+      const marked = new Promise<void>((done, failed) => queued.push({ stream, source, done, failed }));
+      flushing ??= flush();
+      await marked;
     },
   };
 }

@@ -129,8 +129,14 @@ describe('apply', () => {
         etag: '"etag-changes/2024-01-02.csv"',
       }),
     ]);
-    await sink.loadLog.markArchived(stream, 'changes/2024-01-01.csv');
-    expect((await sink.loadLog.list(stream))[0]).toMatchObject({ status: 'archived' });
+    // Marks made at once (archives in flight together) may share one UPDATE: each resolves
+    // only when its own row is marked; an unknown source marks nothing.
+    await Promise.all([
+      sink.loadLog.markArchived(stream, 'changes/2024-01-01.csv'),
+      sink.loadLog.markArchived(stream, 'changes/unknown.csv'),
+      sink.loadLog.markArchived('other/stream', 'changes/2024-01-02.csv'),
+    ]);
+    expect((await sink.loadLog.list(stream)).map((r) => r.status)).toEqual(['archived', 'loaded']);
     // Planning reads only the files it listed.
     expect(await sink.loadLog.list(stream, ['changes/2024-01-02.csv', 'changes/unknown.csv'])).toEqual([
       expect.objectContaining({ source: 'changes/2024-01-02.csv', status: 'loaded' }),
