@@ -429,7 +429,21 @@ export function s3Source(options: S3SourceOptions): S3Source {
       try {
         while (true) {
           release?.(); // a round that read files goes round again: give others a turn
-          release = await ctx.slot?.();
+          release = undefined;
+          if (ctx.slot) {
+            // Waiting for a turn must not outlive a stop (SIGTERM while other streams work).
+            const turn = ctx.slot();
+            const wake = ctx.stop ? AbortSignal.any([signal, ctx.stop]) : signal;
+            const stopped = new Promise<undefined>((resolve) => {
+              if (wake.aborted) resolve(undefined);
+              wake.addEventListener('abort', () => resolve(undefined), { once: true });
+            });
+            release = await Promise.race([turn, stopped]);
+            if (!release) {
+              void turn.then((late) => late());
+              return;
+            }
+          }
           // Archives from an earlier pass (a retried run, the previous poll) finish before any
           // plan: a plan made meanwhile would archive the same file again, concurrently.
           await archivesDone();
