@@ -120,6 +120,18 @@ try {
     config: { ...config, sections: [...sections], argv: process.argv.slice(2) },
     results: results as Report['results'],
   };
+  if (!values['no-write']) {
+    // A run of some sections keeps the others' last figures, labelled with their date, so the
+    // page never loses a section (`pnpm bench --sections steady` after a full run).
+    const previous = JSON.parse(
+      await readFile(join(ROOT, 'bench/results/latest.json'), 'utf8').catch(() => '{}'),
+    ) as Partial<Report>;
+    for (const [section, value] of Object.entries(previous.results ?? {})) {
+      if (sections.has(section) || value === undefined) continue;
+      (report.results as Record<string, unknown>)[section] = value;
+      report.carried = { ...report.carried, [section]: previous.carried?.[section] ?? previous.date ?? '?' };
+    }
+  }
   if (!values['no-write'])
     await writeReport(report, log, await readFile(join(ROOT, 'bench/NOTES.md'), 'utf8').catch(() => ''));
   else process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -14,6 +14,8 @@ export interface Report {
   durationSeconds: number;
   machine: Record<string, unknown>;
   config: Record<string, unknown>;
+  /** Sections not re-run this time, kept from an earlier run: section → that run's date. */
+  carried?: Record<string, string>;
   results: {
     apply?: ApplySizeResult[];
     delta?: DeltaResult;
@@ -52,6 +54,16 @@ export function renderMarkdown(report: Report, notes: string): string {
     'Every figure is the median of the runs shown, with (min–max). Every ratio divides two medians',
     'measured in this same process run. Raw values: `bench/results/latest.json`.',
     '',
+    ...(report.carried && Object.keys(report.carried).length
+      ? [
+          `Not re-run this time (figures from the earlier run named, older code): ${Object.entries(
+            report.carried,
+          )
+            .map(([section, date]) => `${section} (${date})`)
+            .join(', ')}.`,
+          '',
+        ]
+      : []),
   ];
   const targets: (string | number)[][] = [];
   if (results.apply?.length) {
