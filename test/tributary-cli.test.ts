@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { cliEnv, runTributary } from './support/cli.js';
+import { cliEnv, collect, runTributary, startTributary } from './support/cli.js';
+import { pollUntil } from './support/reliability.js';
 import { createTestBucket, createTestDatabase, randomName } from './support/services.js';
 import { listAll } from './support/tickets.js';
 
@@ -133,5 +134,56 @@ describe('tributary (config-driven binary)', () => {
     // run refuses the same config before touching anything (the database URL is unreachable).
     const run = await runTributary(['run', '--config', overlapping, '--apply'], env);
     expect(run.code).toBe(2);
+  });
+
+  it('discover: one isolated stream per table folder, and a folder created while watching is picked up', async () => {
+    const [db, s3] = await Promise.all([createTestDatabase(), createTestBucket()]);
+    const root = `cubic/dmap/${randomName('d')}/`;
+    const put = (key: string, body: string) =>
+      s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
+    await put(`${root}agg_a/20220304.csv`, `${HEADER}1,1,no,x\n`);
+    await put(`${root}agg_b/20220304.csv`, `${HEADER}2,2,no,x\n`);
+    const file = await writeConfig(`streams:
+  - id: dmap/{table}
+    discover: { under: ${root} }
+    source: { keyPattern: YYYYMMDD }
+    transforms: [ { dropFields: [junk] } ]
+    target: { table: 'disc.{table}', key: [id], types: { id: integer } }
+`);
+    const env = cliEnv({ databaseUrl: db.url, bucket: s3.bucket });
+    const validated = await runTributary(['validate', '--config', file, '--json'], env);
+    expect(validated.json, validated.stderr).toEqual({ ok: true, streams: ['dmap/{table}'] });
+
+    const child = startTributary(['run', '--config', file, '--apply', '--watch', '--interval', '1'], env);
+    const done = collect(child);
+    const archived = async (stream: string) =>
+      (
+        await db.pool
+          .query(`SELECT count(*)::int AS n FROM tributary.loads WHERE stream = $1 AND status = 'archived'`, [
+            stream,
+          ])
+          .catch(() => ({ rows: [{ n: 0 }] }))
+      ).rows[0].n as number;
+    try {
+      await pollUntil(
+        'both table folders applied',
+        async () => (await archived('dmap/agg_a')) === 1 && (await archived('dmap/agg_b')) === 1,
+      );
+      await put(`${root}agg_c/20220304.csv`, `${HEADER}3,3,no,x\n`);
+      await pollUntil(
+        'the new folder discovered and applied',
+        async () => (await archived('dmap/agg_c')) === 1,
+      );
+    } catch (error) {
+      child.kill('SIGKILL');
+      throw new Error(`${(error as Error).message}\n${(await done).stderr.slice(-3000)}`);
+    }
+    child.kill('SIGTERM');
+    const result = await done;
+    expect(result.code, result.stderr).toBe(0);
+    expect((await db.pool.query('SELECT id FROM disc.agg_c')).rows).toEqual([{ id: 3 }]);
+    expect(await listAll(s3.client, s3.bucket, `${root}agg_c/`)).toEqual([
+      `${root}agg_c/processed/20220304.csv`,
+    ]);
   });
 });

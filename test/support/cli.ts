@@ -53,13 +53,15 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Cl
   return collect(child);
 }
 
-/** Runs the built `tributary` binary (packages/cli) to its end. */
-export function runTributary(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
-  return collect(
-    spawn(process.execPath, [TRIBUTARY, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }),
-  );
+/** Starts the built `tributary` binary (packages/cli). */
+export function startTributary(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  return spawn(process.execPath, [TRIBUTARY, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** Runs the built `tributary` binary to its end. */
+export function runTributary(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  return collect(startTributary(args, env));
+}
 export function collect(child: ChildProcess): Promise<CliResult> {
   let stdout = '';
   let stderr = '';

@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { type PipelineEvent, TributaryError } from '@tributary/core';
 import { createS3Client, openPool, type ServiceEnvironment, UsageError } from './env.js';
 import { streamHealth } from './health.js';
@@ -25,6 +27,11 @@ export interface RunCommandOptions {
   lateFiles?: LatePolicy | undefined;
   replayFrom?: string | undefined;
   concurrency?: number | undefined;
+  /**
+   * Watch mode: called every interval for the streams that exist now (discover templates); a
+   * stream not running yet starts in its own failure domain beside the others.
+   */
+  rediscover?: ((client: S3Client) => Promise<StreamSpec[]>) | undefined;
 }
 
 /** Exit codes of the contract: 0 ok, 1 a stream failed, 2 usage, 3 locked by another process. */
@@ -123,9 +130,9 @@ export async function runCommand(
       );
     }
   };
-  try {
-    const reports = await runStreamSpecs(client, pool, {
-      streams: specs,
+  const runSpecs = (streams: StreamSpec[]) =>
+    runStreamSpecs(client, pool, {
+      streams,
       apply: options.apply,
       ...(options.lateFiles ? { lateFiles: options.lateFiles } : {}),
       ...(options.replayFrom ? { replayFrom: options.replayFrom } : {}),
@@ -133,6 +140,34 @@ export async function runCommand(
       ...(options.watch ? { watch: { intervalMs: options.intervalMs, stop: stop.signal } } : {}),
       onEvent,
     });
+  try {
+    const runs = [runSpecs(specs)];
+    if (options.watch && options.rediscover) {
+      const running = new Set(specs.map((spec) => spec.id));
+      for (;;) {
+        try {
+          await sleep(options.intervalMs, undefined, { signal: stop.signal });
+        } catch {
+          break;
+        }
+        let found: StreamSpec[];
+        try {
+          found = await options.rediscover(client);
+        } catch (error) {
+          logger.error({}, `discovering streams failed (the running ones go on): ${describeError(error)}`);
+          continue;
+        }
+        const fresh = found.filter((spec) => !running.has(spec.id));
+        if (!fresh.length) continue;
+        for (const spec of fresh) running.add(spec.id);
+        specs.push(...fresh); // the metrics server reads this list at scrape time
+        // Each new stream holds a session (its lock) and reads the load log.
+        (pool as unknown as { options: { max: number } }).options.max += 2 * fresh.length;
+        logger.info({ streams: fresh.map((spec) => spec.id) }, 'new streams discovered');
+        runs.push(runSpecs(fresh));
+      }
+    }
+    const reports = (await Promise.all(runs)).flat();
     renderer.stop();
     for (const report of reports) {
       if (report.error) {

@@ -75,7 +75,9 @@ export const transformSchema = z.union([
 export const sourceSchema = z
   .object({
     bucket: z.string().min(1).optional().describe('S3 bucket; default $S3_BUCKET'),
-    prefix: folder('prefix').describe('the folder the change files are listed from'),
+    prefix: folder('prefix')
+      .optional()
+      .describe('the folder the change files are listed from (required unless the stream has discover)'),
     layout: z
       .enum(['changes', 'qlik', 'unordered'])
       .default('changes')
@@ -131,8 +133,20 @@ export const streamSchema = z
   .object({
     id: z
       .string()
-      .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, 'must be <source>/<dataset>, e.g. cubic/edw_sample')
+      .regex(
+        /^[A-Za-z0-9_.{}-]+\/[A-Za-z0-9_.{}-]+$/,
+        'must be <source>/<dataset>, e.g. cubic/edw_sample (with {table} in a discover template)',
+      )
       .describe('stream id: checkpoint key, status, logs'),
+    discover: z
+      .object({
+        under: folder('discover.under').describe('the folder whose sub-folders are tables'),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'a template: one stream per table folder found under `under` (again on every watch poll); {table} in id and target.table is the folder name; source.prefix is <under><table>/',
+      ),
     source: sourceSchema,
     transforms: z.array(transformSchema).default([]).describe('declarative transforms, in order'),
     target: targetSchema,
@@ -246,7 +260,8 @@ export interface StreamSpaces {
 }
 
 export function streamSpaces(stream: StreamConfig, env: NodeJS.ProcessEnv = process.env): StreamSpaces {
-  const { prefix } = stream.source;
+  // A discover template claims its whole folder until it is expanded.
+  const prefix = stream.source.prefix ?? stream.discover?.under ?? '';
   const listing = stream.source.layout === 'qlik' ? [prefix, `${prefix.slice(0, -1)}__ct/`] : [prefix];
   return {
     id: stream.id,
@@ -283,6 +298,31 @@ function semanticProblems(
         message: 'is required when S3_BUCKET is not set',
       });
     }
+    if (stream.discover) {
+      if (stream.source.prefix) {
+        problems.push({
+          path: `streams[${i}].source.prefix`,
+          message: 'is <discover.under><table>/ for a template: leave it out',
+        });
+      }
+      for (const [path, value] of [
+        ['id', stream.id],
+        ['target.table', stream.target.table],
+      ] as const) {
+        if (!value.includes('{table}')) {
+          problems.push({
+            path: `streams[${i}].${path}`,
+            message: 'must contain {table} in a discover template',
+          });
+        }
+      }
+    } else {
+      if (!stream.source.prefix)
+        problems.push({ path: `streams[${i}].source.prefix`, message: 'is required' });
+      if (stream.id.includes('{') || stream.target.table.includes('{')) {
+        problems.push({ path: `streams[${i}].id`, message: '{table} is only for streams with discover' });
+      }
+    }
     if (stream.source.layout === 'changes' && !stream.source.keyPattern) {
       problems.push({
         path: `streams[${i}].source.keyPattern`,
@@ -309,6 +349,8 @@ function semanticProblems(
       const a = spaces[i]!;
       const b = spaces[j]!;
       if (a.bucket !== b.bucket) continue;
+      // A template leaves out the table folders explicit streams already claim.
+      if (config.streams[i]!.discover || config.streams[j]!.discover) continue;
       const aAll = [...a.listing.map((p) => ['listing', p]), ['archive', a.processed], ['late', a.late]];
       const bAll = [...b.listing.map((p) => ['listing', p]), ['archive', b.processed], ['late', b.late]];
       const clash = aAll.flatMap(([ka, pa]) =>
@@ -323,4 +365,66 @@ function semanticProblems(
     }
   }
   return problems;
+}
+
+/** The table folders right under `under` (one level, `/`-delimited), sorted. */
+export async function discoverTables(
+  list: (continuationToken: string | undefined) => Promise<{ prefixes: string[]; next: string | undefined }>,
+  under: string,
+): Promise<string[]> {
+  const tables: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await list(token);
+    for (const prefix of page.prefixes) {
+      const name = prefix.slice(under.length).replace(/\/$/, '');
+      if (/^[A-Za-z0-9_.-]+$/.test(name)) tables.push(name);
+    }
+    token = page.next;
+  } while (token);
+  return tables.sort();
+}
+
+/**
+ * The config with every discover template replaced by one stream per table folder found. Table
+ * folders an explicit stream already reads are left to it; the expanded config is checked again
+ * for overlaps (ConfigError naming both streams).
+ */
+export function expandTemplates(
+  config: TributaryConfig,
+  tablesByTemplate: ReadonlyMap<number, readonly string[]>,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): TributaryConfig {
+  const explicit = config.streams.filter((s) => !s.discover);
+  const claimed = explicit.map((s) => streamSpaces(s, env));
+  const streams: StreamConfig[] = [];
+  for (const [i, stream] of config.streams.entries()) {
+    if (!stream.discover) {
+      streams.push(stream);
+      continue;
+    }
+    const { discover, ...template } = stream;
+    for (const table of tablesByTemplate.get(i) ?? []) {
+      const prefix = `${discover.under}${table}/`;
+      const bucket = stream.source.bucket ?? env.S3_BUCKET ?? '';
+      if (
+        claimed.some(
+          (c) => c.bucket === bucket && c.listing.some((l) => l.startsWith(prefix) || prefix.startsWith(l)),
+        )
+      )
+        continue;
+      const fill = (text: string) => text.replaceAll('{table}', table);
+      streams.push({
+        ...template,
+        id: fill(template.id),
+        source: { ...template.source, prefix },
+        target: { ...template.target, table: fill(template.target.table) },
+      });
+    }
+  }
+  const expanded = { ...config, streams };
+  const problems = semanticProblems(expanded, env);
+  if (problems.length) throw new ConfigError(file, problems);
+  return expanded;
 }

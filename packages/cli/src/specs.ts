@@ -32,12 +32,15 @@ function tableColumns(stream: StreamConfig, header: readonly string[]): ColumnSp
 
 /** One config stream as the runner's spec. */
 export function streamSpec(stream: StreamConfig, env: NodeJS.ProcessEnv = process.env): StreamSpec {
+  if (stream.discover) {
+    throw new UsageError(`stream ${stream.id} is a discover template: expand it first (expandTemplates)`);
+  }
   const spaces = streamSpaces(stream, env);
   const { source: s, target: t } = stream;
   const source: StreamDefinition = {
     id: stream.id,
     bucket: spaces.bucket,
-    prefix: s.prefix,
+    prefix: spaces.listing[0]!,
     layout: s.layout === 'qlik' ? 'qlik' : 'changes',
     ...(s.keyPattern ? { keyPattern: s.keyPattern } : {}),
     timeZone: s.timeZone,

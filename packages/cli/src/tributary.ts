@@ -1,9 +1,17 @@
 #!/usr/bin/env node
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, reportCommandError, runCommand, statusCommand } from './commands.js';
-import { loadConfig, type TributaryConfig } from './config.js';
-import { parseLatePolicy, parsePositiveNumber, readServiceEnvironment, UsageError } from './env.js';
+import { discoverTables, expandTemplates, loadConfig, streamSpaces, type TributaryConfig } from './config.js';
+import {
+  createS3Client,
+  parseLatePolicy,
+  parsePositiveNumber,
+  readServiceEnvironment,
+  UsageError,
+} from './env.js';
 import { createLogger } from './output.js';
+import type { StreamSpec } from './spec.js';
 import { selectSpecs } from './specs.js';
 
 /**
@@ -52,6 +60,53 @@ async function withContext(
   }
 }
 
+/** The config's streams, discover templates expanded from a one-level listing of their folder. */
+async function discoverSpecs(
+  config: TributaryConfig,
+  file: string,
+  client: S3Client,
+  selected: readonly string[] | undefined,
+): Promise<StreamSpec[]> {
+  const tables = new Map<number, string[]>();
+  for (const [i, stream] of config.streams.entries()) {
+    if (!stream.discover) continue;
+    const { bucket } = streamSpaces(stream);
+    const under = stream.discover.under;
+    tables.set(
+      i,
+      await discoverTables(async (token) => {
+        const page = await client.send(
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: under,
+            Delimiter: '/',
+            ContinuationToken: token,
+          }),
+        );
+        return {
+          prefixes: (page.CommonPrefixes ?? []).flatMap((p) => (p.Prefix ? [p.Prefix] : [])),
+          next: page.IsTruncated ? page.NextContinuationToken : undefined,
+        };
+      }, under),
+    );
+  }
+  return selectSpecs(tables.size ? expandTemplates(config, tables, file) : config, selected);
+}
+
+const hasTemplates = (config: TributaryConfig) => config.streams.some((s) => s.discover);
+
+/** Specs for a command, listing template folders with a short-lived client when there are any. */
+async function commandSpecs(config: TributaryConfig, opts: Options): Promise<StreamSpec[]> {
+  const selected = streamIds(opts);
+  if (!hasTemplates(config)) return selectSpecs(config, selected);
+  const client = createS3Client(readServiceEnvironment());
+  try {
+    return await discoverSpecs(config, String(opts['config']), client, selected);
+  } finally {
+    client.destroy();
+  }
+}
+
 function context(opts: Options) {
   const json = Boolean(opts['json']);
   return { app: APP, logger: createLogger(APP), json, tty: Boolean(process.stderr.isTTY) && !json };
@@ -60,8 +115,14 @@ function context(opts: Options) {
 function runOrReplay(command: 'run' | 'replay') {
   return (opts: Options) =>
     withContext(opts, async (config) => {
-      const specs = selectSpecs(config, streamIds(opts));
+      const specs = await commandSpecs(config, opts);
       if (command === 'replay' && specs.length !== 1) throw new UsageError('replay takes one --stream');
+      const watch = command === 'run' && Boolean(opts['watch']);
+      // New table folders under a template are picked up while watching (not with --stream).
+      const rediscover =
+        watch && hasTemplates(config) && opts['stream'] === undefined
+          ? (client: S3Client) => discoverSpecs(config, String(opts['config']), client, undefined)
+          : undefined;
       const metricsPort =
         opts['metricsPort'] === undefined
           ? undefined
@@ -72,7 +133,8 @@ function runOrReplay(command: 'run' | 'replay') {
           : parsePositiveNumber('--concurrency', String(opts['concurrency']));
       return runCommand(context(opts), readServiceEnvironment(), specs, {
         apply: Boolean(opts['apply']),
-        watch: command === 'run' && Boolean(opts['watch']),
+        watch,
+        rediscover,
         intervalMs: parsePositiveNumber('--interval', String(opts['interval'] ?? '60')) * 1000,
         metricsPort,
         concurrency,
@@ -110,7 +172,7 @@ program
   .addOption(jsonOption())
   .action((opts: Options) =>
     withContext(opts, async (config) => {
-      await statusCommand(context(opts), readServiceEnvironment(), selectSpecs(config, streamIds(opts)));
+      await statusCommand(context(opts), readServiceEnvironment(), await commandSpecs(config, opts));
       return EXIT.ok;
     }),
   );
@@ -132,7 +194,9 @@ program
   .addOption(jsonOption())
   .action((opts: Options) =>
     withContext(opts, async (config) => {
-      const specs = selectSpecs(config, undefined);
+      // Templates are expanded at run time (a listing); their fixed parts were checked above.
+      const specs = selectSpecs({ ...config, streams: config.streams.filter((s) => !s.discover) }, undefined);
+      const ids = config.streams.map((s) => s.id);
       // The S3 source's own option checks too (still no I/O: nothing is listed or sent).
       const { s3Source } = await import('@tributary/s3-source');
       const { S3Client } = await import('@aws-sdk/client-s3');
@@ -144,12 +208,9 @@ program
       } finally {
         client.destroy();
       }
-      if (opts['json'])
-        process.stdout.write(`${JSON.stringify({ ok: true, streams: specs.map((s) => s.id) })}\n`);
+      if (opts['json']) process.stdout.write(`${JSON.stringify({ ok: true, streams: ids })}\n`);
       else
-        process.stdout.write(
-          `${String(opts['config'])}: ok, ${specs.length} stream(s): ${specs.map((s) => s.id).join(', ')}\n`,
-        );
+        process.stdout.write(`${String(opts['config'])}: ok, ${ids.length} stream(s): ${ids.join(', ')}\n`);
       return EXIT.ok;
     }).then(() => {
       if (opts['json'] && process.exitCode === EXIT.usage) {

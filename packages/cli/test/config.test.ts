@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../src/config.js';
+import { ConfigError, expandTemplates, parseConfig } from '../src/config.js';
 import { withConfigReference } from '../src/reference.js';
 import { selectSpecs } from '../src/specs.js';
 
@@ -54,7 +54,7 @@ describe('tributary config', () => {
     expect(
       problems('streams:\n  - id: nope\n    source: { prefix: /x }\n    target: { table: t, key: [] }\n'),
     ).toEqual([
-      'streams[0].id: must be <source>/<dataset>, e.g. cubic/edw_sample',
+      'streams[0].id: must be <source>/<dataset>, e.g. cubic/edw_sample (with {table} in a discover template)',
       'streams[0].source.prefix: prefix is an S3 key prefix: no leading slash',
       'streams[0].target.table: must be schema.table',
       'streams[0].target.key: Too small: expected array to have >=1 items',
@@ -92,5 +92,27 @@ describe('tributary config', () => {
     // Biome pads table cells; compare the content.
     const normalise = (text: string) => text.replace(/-{3,}/g, '---').replace(/\s+/g, ' ');
     expect(normalise(withConfigReference(readme))).toBe(normalise(readme));
+  });
+
+  it('a discover template: {table} required, expanded per folder, explicit streams keep theirs', () => {
+    expect(
+      problems(
+        'streams:\n  - id: dmap/x\n    discover: { under: cubic/dmap }\n    source: { bucket: b, prefix: p/, keyPattern: YYYYMMDD }\n    target: { table: ods.x, key: [id] }\n',
+      ),
+    ).toEqual([
+      'streams[0].source.prefix: is <discover.under><table>/ for a template: leave it out',
+      'streams[0].id: must contain {table} in a discover template',
+      'streams[0].target.table: must contain {table} in a discover template',
+    ]);
+    const config = parseConfig(
+      `streams:\n${stream('dmap/agg_a', 'cubic/dmap/agg_a/')}  - id: dmap/{table}\n    discover: { under: cubic/dmap/ }\n    source: { bucket: b, keyPattern: YYYYMMDD }\n    target: { table: 'ods.{table}', key: [id] }\n`,
+      'c.yaml',
+      {},
+    );
+    const expanded = expandTemplates(config, new Map([[1, ['agg_a', 'agg_b']]]), 'c.yaml', {});
+    expect(expanded.streams.map((s) => [s.id, s.source.prefix, s.target.table])).toEqual([
+      ['dmap/agg_a', 'cubic/dmap/agg_a/', 'ods.t'],
+      ['dmap/agg_b', 'cubic/dmap/agg_b/', 'ods.agg_b'],
+    ]);
   });
 });

@@ -210,7 +210,7 @@ export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () =>
     async markArchived(stream, source) {
       await beforeUse?.();
       const marked = new Promise<void>((done, failed) => queued.push({ stream, source, done, failed }));
-      flushing ??= flush();
+      if (flushing === undefined) flushing = flush();
       await marked;
     },
   };
