@@ -33,6 +33,7 @@ program
       .default('error'),
   )
   .option('--metrics-port <port>', 'serve Prometheus metrics and /healthz on this port (watch mode)')
+  .option('--concurrency <n>', 'datasets applying files at once', '4')
   .addOption(jsonOption())
   .action((opts) => main('run', opts));
 

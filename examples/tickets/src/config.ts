@@ -6,6 +6,7 @@ export {
   type LatePolicy,
   parseChoice,
   parseLatePolicy,
+  parsePositiveInteger,
   parsePositiveNumber,
   requireDatabaseUrl,
   UsageError,

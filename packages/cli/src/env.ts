@@ -81,6 +81,13 @@ export function parsePositiveNumber(flag: string, text: string): number {
   return n;
 }
 
+export function parsePositiveInteger(flag: string, text: string): number {
+  const n = parsePositiveNumber(flag, text);
+  if (!Number.isInteger(n))
+    throw new UsageError(`${flag} must be a whole number, got ${JSON.stringify(text)}`);
+  return n;
+}
+
 export function parseChoice<T extends string>(flag: string, text: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(text)) {
     throw new UsageError(`${flag} must be one of ${choices.join(', ')}, got ${JSON.stringify(text)}`);

@@ -13,6 +13,7 @@ export {
   openPool,
   parseChoice,
   parseLatePolicy,
+  parsePositiveInteger,
   parsePositiveNumber,
   readServiceEnvironment,
   requireDatabaseUrl,

@@ -6,6 +6,7 @@ import { discoverTables, expandTemplates, loadConfig, streamSpaces, type Tributa
 import {
   createS3Client,
   parseLatePolicy,
+  parsePositiveInteger,
   parsePositiveNumber,
   readServiceEnvironment,
   UsageError,
@@ -130,7 +131,7 @@ function runOrReplay(command: 'run' | 'replay') {
       const concurrency =
         opts['concurrency'] === undefined
           ? undefined
-          : parsePositiveNumber('--concurrency', String(opts['concurrency']));
+          : parsePositiveInteger('--concurrency', String(opts['concurrency']));
       return runCommand(context(opts), readServiceEnvironment(), specs, {
         apply: Boolean(opts['apply']),
         watch,
