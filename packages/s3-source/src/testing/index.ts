@@ -39,7 +39,11 @@ store.prototype.deleteObject = async function deleteObject(bucket, key) {
 process.on('uncaughtException', (error) => process.stderr.write('uncaught: ' + String(error && error.stack || error) + '\\n'));
 const server = new S3rver({ address: '127.0.0.1', port: Number(process.env.S3RVER_PORT), directory: process.env.S3RVER_DIR, silent: true, configureBuckets: [] });
 server.run().then((address) => process.stdout.write(JSON.stringify({ port: address.port }) + '\\n'), (error) => { process.stderr.write(String(error && error.stack || error)); process.exit(1); });
-const stop = () => server.close().finally(() => process.exit(0));
+// close() waits for idle keep-alive sockets; an orphan must not linger (or spin) for that.
+const stop = () => {
+  setTimeout(() => process.exit(0), 2000).unref();
+  server.close().finally(() => process.exit(0));
+};
 process.on('SIGTERM', stop);
 process.stdin.on('end', stop);
 process.stdin.resume();
