@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * `pnpm kafka:broker [--port N] [--host H] [--partitions N] [--verbose]`: runs the test broker
  * standalone until SIGINT/SIGTERM. Port defaults to Kafka's 9092; `--port 0` picks a free one
