@@ -102,6 +102,10 @@ export async function runCommand(
   // Per stream: its session (advisory lock held), its load-log reads and a planner.
   const pool = openPool(env, ctx.app, logger, 2 * specs.length + 2);
   const client = createS3Client(env);
+  // The SDK loads and runs its credential chain on the first request; start it now so it
+  // overlaps PostgreSQL's connect, lock and checks instead of following them. A failure is
+  // reported by that first request, as it would be anyway.
+  void (client.config.credentials() as Promise<unknown>).catch(() => undefined);
   const stop = stopOnSignals(logger);
   const renderer = progressRenderer(logger, tty);
   const health = streamHealth();

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { isTimeZone } from '@tributary/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { UsageError } from './env.js';

@@ -67,3 +67,4 @@ export type {
   Transform,
   WriteResult,
 } from './types.js';
+export { isTimeZone } from './zones.js';

@@ -1,4 +1,4 @@
-import { TributaryError } from '@tributary/core';
+import { isTimeZone, TributaryError } from '@tributary/core';
 import type pg from 'pg';
 
 export type WriteMode = 'upsert' | 'insert-ignore' | 'history';
@@ -172,11 +172,7 @@ export function validateTarget(path: string, target: TargetTable): TargetTable {
   }
   if (target.timeZone !== undefined) {
     const zone = nonEmpty(`${path}.timeZone`, target.timeZone);
-    try {
-      new Intl.DateTimeFormat('en', { timeZone: zone });
-    } catch {
-      throw invalid(`${path}.timeZone`, `is not an IANA time zone: ${zone}`);
-    }
+    if (!isTimeZone(zone)) throw invalid(`${path}.timeZone`, `is not an IANA time zone: ${zone}`);
   }
   return target;
 }

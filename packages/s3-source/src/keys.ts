@@ -6,6 +6,8 @@
  * database built into `Intl`, so no time-zone library is needed.
  */
 
+import { isTimeZone } from '@tributary/core';
+
 /** The built-in key patterns, matched against the key's file name without its suffix. */
 export const KeyPatterns = [
   'YYYY-MM-DDTHH-mm-ss',
@@ -58,12 +60,7 @@ function formatterFor(timeZone: string): Intl.DateTimeFormat {
 
 /** True when `timeZone` is an IANA zone name (or `UTC`) this runtime knows. */
 export function isValidTimeZone(timeZone: string): boolean {
-  try {
-    formatterFor(timeZone);
-    return true;
-  } catch {
-    return false;
-  }
+  return isTimeZone(timeZone);
 }
 
 /** The zone's offset from UTC at `epochMs`, in milliseconds (east positive). */
