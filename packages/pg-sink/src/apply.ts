@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { faultPoint, TributaryError } from '@tributary/core';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { QLIK_HEADER_PREFIX, QLIK_OPER, QLIK_SEQ, QLIK_TIMESTAMP, qlikOf } from './options.js';
 import { copyTextValue, quoteIdent } from './sql.js';
 import type { TargetShape } from './target.js';
 
@@ -93,7 +94,11 @@ export function planApply(
   const { target } = shape;
   const mode = target.mode ?? 'upsert';
   const deleteColumn = target.deletes?.column;
-  const unknown = columns.filter((c) => !shape.columns.has(c) && c !== deleteColumn);
+  // Qlik: the change-table `header__` columns steer the apply and are not stored (unless kept).
+  const qlik = qlikOf(target);
+  const notStored = (c: string) =>
+    qlik !== undefined && !qlik.keepHeaders && c.startsWith(QLIK_HEADER_PREFIX);
+  const unknown = columns.filter((c) => !shape.columns.has(c) && c !== deleteColumn && !notStored(c));
   if (unknown.length) {
     throw new TributaryError(
       'SCHEMA_DRIFT',
@@ -107,7 +112,21 @@ export function planApply(
       `batch has no key column(s) ${missingKeys.map(quoteIdent).join(', ')}`,
     );
   }
-  const expr = (c: string) => input.expressions.get(c)!;
+  const expressions = new Map(input.expressions);
+  // The version column of a Qlik target holds the change's header__timestamp (LOAD files,
+  // which have none, leave it as it is).
+  let effective = columns;
+  const qlikVersion = qlik?.versionColumn;
+  if (qlikVersion && qlikVersion !== QLIK_TIMESTAMP && expressions.has(QLIK_TIMESTAMP)) {
+    expressions.set(qlikVersion, expressions.get(QLIK_TIMESTAMP)!);
+    effective = [...columns.filter((c) => c !== qlikVersion), qlikVersion];
+  }
+  const expr = (c: string) => expressions.get(c)!;
+  const filters = [...input.filters];
+  if (qlik && expressions.has(QLIK_OPER)) {
+    // Before-images are not changes: counted as filtered, never applied.
+    filters.push({ name: 'qlik_before_image', drops: `coalesce(${expr(QLIK_OPER)} = 'B', false)` });
+  }
   const stageNames = Array.from({ length: input.stageColumns }, (_, i) => `c${i}`);
   const textColumns = stageNames.map((c) => `${c} text`).join(', ');
   let stage: string;
@@ -129,14 +148,14 @@ export function planApply(
     prepareStage = `${createStage}; TRUNCATE ${stage}`;
     copy = `COPY ${stage} (ord, ${stageNames.join(', ')}) FROM STDIN`;
   }
-  const keep = input.filters.length ? input.filters.map((f) => `NOT ${f.drops}`).join(' AND ') : '';
+  const keep = filters.length ? filters.map((f) => `NOT ${f.drops}`).join(' AND ') : '';
   // Every step parameter typed up front: a step whose column a later step dropped leaves its
   // parameters unused, and PostgreSQL cannot infer the type of an unused parameter.
   const typedParams = input.paramTypes.length
     ? `params AS (SELECT ${input.paramTypes.map((t, i) => `$${i + 1}::${t}`).join(', ')})`
     : '';
 
-  const applied = columns.filter((c) => shape.columns.has(c) && !(c === shape.softColumn));
+  const applied = effective.filter((c) => shape.columns.has(c) && !(c === shape.softColumn));
   const typed = (c: string) => {
     const col = shape.columns.get(c)!;
     const raw = expr(c);
@@ -153,16 +172,26 @@ export function planApply(
     deleteExpr = `coalesce(${expr(deleteColumn!)} = ANY($${params.length}::text[]), false)`;
   }
   const keyExprs = keys.map(typed).join(', ');
+  // Qlik: the last change by header__change_seq wins (digits compared as numbers: by length,
+  // then text), then file order.
+  const seqOrder =
+    qlik && expressions.has(QLIK_SEQ)
+      ? `length(${expr(QLIK_SEQ)}) DESC NULLS LAST, ${expr(QLIK_SEQ)} DESC NULLS LAST, `
+      : '';
   // Last occurrence of a key in file order wins: ON CONFLICT may touch a row only once.
   const src = `src AS (
   SELECT DISTINCT ON (${keyExprs}) ${applied.map((c) => `${typed(c)} AS ${q(c)}`).join(', ')}, ${deleteExpr} AS ${DELETE_FLAG}
     FROM ${stage} s${keep ? `\n   WHERE ${keep}` : ''}
-   ORDER BY ${keyExprs}, s.ord DESC
+   ORDER BY ${keyExprs}, ${seqOrder}s.ord DESC
 )`;
   const soft = shape.softColumn;
   const hardDeletes = hasDeletes && target.deletes!.mode === 'hard';
   const softDeletes = hasDeletes && soft !== undefined;
-  const versionColumn = target.versionColumn;
+  // A Qlik LOAD file (no header__timestamp) is the snapshot itself: it is not version-guarded.
+  const versionColumn =
+    target.versionColumn && (!qlik || applied.includes(target.versionColumn))
+      ? target.versionColumn
+      : undefined;
   const history = mode === 'history';
   const maintainValidFrom = history && shape.columns.has('valid_from') && !columns.includes('valid_from');
 
@@ -251,8 +280,8 @@ export function planApply(
 )`);
   // Rows each filter dropped, counted the way the filters run: in order, each over what the
   // earlier ones kept.
-  const filterCounts = input.filters.map((f, i) => {
-    const earlier = input.filters
+  const filterCounts = filters.map((f, i) => {
+    const earlier = filters
       .slice(0, i)
       .map((e) => `NOT ${e.drops} AND `)
       .join('');
@@ -274,7 +303,7 @@ export function planApply(
   const locateColumns: string[] = [];
   const locateParams: unknown[] = [...input.params];
   const checks: string[] = [];
-  for (const c of columns) {
+  for (const c of effective) {
     const col = shape.columns.get(c);
     if (!col) continue;
     const raw = expr(c);
@@ -301,7 +330,7 @@ export function planApply(
     : `${typedParams ? `WITH ${typedParams} ` : ''}SELECT NULL::int AS ord, NULL::int AS col, NULL::text AS col_value WHERE false`;
   return {
     columns,
-    filterNames: input.filters.map((f) => f.name),
+    filterNames: filters.map((f) => f.name),
     prepareStage,
     stage,
     createStage,

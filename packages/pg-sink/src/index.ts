@@ -6,6 +6,7 @@ export type {
   FaultHooks,
   LockOptions,
   PgSinkOptions,
+  QlikTarget,
   TargetResolver,
   TargetTable,
   WriteMode,

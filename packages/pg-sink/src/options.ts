@@ -20,6 +20,32 @@ export interface DeleteSpec {
   softColumn?: string;
 }
 
+/**
+ * Qlik Replicate change tables (`header__change_seq`, `header__change_oper`, `header__timestamp`,
+ * then the table's columns). LOAD files, which have no `header__` columns, apply as plain upserts.
+ */
+export interface QlikTarget {
+  /** Store the `header__` columns in the target (it must have them). Default false: dropped. */
+  keepHeaders?: boolean;
+  /** `D` rows: `hard` (default) deletes the row, `soft` keeps it with `softColumn` set. */
+  deletes?: 'hard' | 'soft';
+  /** Timestamp column set on soft delete (default `deleted_at`). */
+  softColumn?: string;
+  /**
+   * Target column that stores each row's `header__timestamp`: a change older than the stored one
+   * never overwrites (or deletes) the row. Default `header__timestamp` with `keepHeaders`, else
+   * `qlik_timestamp` (created as `timestamp` by `createTable`). `false`: no guard.
+   */
+  versionColumn?: string | false;
+}
+
+/** The Qlik change-table header columns this sink interprets. */
+export const QLIK_HEADER_PREFIX = 'header__';
+export const QLIK_OPER = 'header__change_oper';
+export const QLIK_SEQ = 'header__change_seq';
+export const QLIK_TIMESTAMP = 'header__timestamp';
+export const QLIK_DEFAULT_VERSION_COLUMN = 'qlik_timestamp';
+
 /** Where one stream's rows go. */
 export interface TargetTable {
   schema: string;
@@ -37,6 +63,49 @@ export interface TargetTable {
   deletes?: DeleteSpec;
   /** IANA zone in which offset-less timestamps are read (`SET LOCAL TimeZone`). */
   timeZone?: string;
+  /**
+   * Apply Qlik Replicate change semantics (see `QlikTarget`): rows in `header__change_seq` order,
+   * `I`/`U` upsert, `D` delete, `B` (before-image) counted as filtered `qlik_before_image`,
+   * `header__timestamp` as the version guard. `true` = all defaults.
+   */
+  qlik?: QlikTarget | boolean;
+}
+
+/** The Qlik settings of a target with every default filled in, or undefined. */
+export interface ResolvedQlik {
+  keepHeaders: boolean;
+  versionColumn: string | undefined;
+}
+
+export function qlikOf(target: TargetTable): ResolvedQlik | undefined {
+  if (!target.qlik) return undefined;
+  const q = target.qlik === true ? {} : target.qlik;
+  const keepHeaders = q.keepHeaders ?? false;
+  const versionColumn =
+    q.versionColumn === false
+      ? undefined
+      : (q.versionColumn ?? (keepHeaders ? QLIK_TIMESTAMP : QLIK_DEFAULT_VERSION_COLUMN));
+  return { keepHeaders, versionColumn };
+}
+
+/**
+ * A Qlik target as the generic machinery sees it: `D` in `header__change_oper` is a delete
+ * (hard unless asked), the version column guards against older changes.
+ */
+function expandQlik(target: TargetTable): TargetTable {
+  const qlik = qlikOf(target);
+  if (!qlik) return target;
+  const q = target.qlik === true ? {} : (target.qlik as QlikTarget);
+  return {
+    ...target,
+    deletes: {
+      column: QLIK_OPER,
+      values: ['D'],
+      mode: q.deletes ?? 'hard',
+      ...(q.softColumn ? { softColumn: q.softColumn } : {}),
+    },
+    ...(qlik.versionColumn ? { versionColumn: qlik.versionColumn } : {}),
+  };
 }
 
 /**
@@ -170,11 +239,27 @@ export function validateTarget(path: string, target: TargetTable): TargetTable {
     if (mode === 'insert-ignore')
       throw invalid(`${path}.deletes`, "cannot be used with mode 'insert-ignore'");
   }
+  if (target.qlik !== undefined && target.qlik !== false && target.qlik !== true) {
+    const q = target.qlik;
+    if (typeof q !== 'object' || q === null) throw invalid(`${path}.qlik`, 'must be true or an object');
+    if (q.deletes !== undefined && q.deletes !== 'hard' && q.deletes !== 'soft')
+      throw invalid(`${path}.qlik.deletes`, "must be 'hard' or 'soft'");
+    if (q.softColumn !== undefined) nonEmpty(`${path}.qlik.softColumn`, q.softColumn);
+    if (q.versionColumn !== undefined && q.versionColumn !== false)
+      nonEmpty(`${path}.qlik.versionColumn`, q.versionColumn);
+  }
+  if (target.qlik) {
+    if (target.deletes !== undefined)
+      throw invalid(`${path}.deletes`, 'cannot be combined with qlik (qlik.deletes says how D rows apply)');
+    if (target.versionColumn !== undefined)
+      throw invalid(`${path}.versionColumn`, 'cannot be combined with qlik (qlik.versionColumn)');
+    if (mode === 'insert-ignore') throw invalid(`${path}.qlik`, "cannot be used with mode 'insert-ignore'");
+  }
   if (target.timeZone !== undefined) {
     const zone = nonEmpty(`${path}.timeZone`, target.timeZone);
     if (!isTimeZone(zone)) throw invalid(`${path}.timeZone`, `is not an IANA time zone: ${zone}`);
   }
-  return target;
+  return expandQlik(target);
 }
 
 export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
@@ -248,5 +333,5 @@ export function targetFor(targets: TargetResolver, stream: string): TargetTable 
       },
     );
   }
-  return target;
+  return expandQlik(target);
 }

@@ -85,6 +85,8 @@ interface OpenUnit {
   kind: ExportKind | null;
   etag: string | null;
   size: number | null;
+  /** The source object's LastModified (S3), when the source says. */
+  modified: Date | null;
   late: boolean;
   startedAt: Date;
   /** Batches kept to replay the unit after a transient failure; undefined once over the cap. */
@@ -168,6 +170,11 @@ function metaString(value: unknown): string | null {
 
 function metaNumber(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+function metaDate(value: unknown): Date | null {
+  const date = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : undefined;
+  return date && Number.isFinite(date.getTime()) ? date : null;
 }
 
 function errorText(error: unknown): string {
@@ -266,6 +273,7 @@ class PgSinkImpl implements PgSink {
         kind: batch.meta.kind ?? null,
         etag: metaString(batch.meta['etag']),
         size: metaNumber(batch.meta['size']),
+        modified: metaDate(batch.meta['modified']),
         late: false,
         startedAt: new Date(),
         buffer: [],
@@ -739,7 +747,8 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
     stats.updated += counts.updated;
     stats.deleted += counts.deleted;
     stats.unchanged += written - counts.inserted - counts.updated - counts.deleted;
-    return raw ? { rows: written, filtered } : undefined;
+    // Rows sent from JavaScript can be filtered in SQL too (Qlik before-images).
+    return raw || Object.keys(filtered).length ? { rows: written, filtered } : undefined;
   }
 
   #cachePlan(session: StreamSession, signature: string, build: () => ApplyPlan): ApplyPlan {
@@ -886,6 +895,7 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
       stats.unchanged,
       stats.batches,
       stats.bytes || null,
+      unit.modified,
     ];
     if (merged) values.push(merged.records, merged.filterNames);
     if (fenced) values.push(previous === null || previous === undefined ? null : JSON.stringify(previous));
@@ -893,13 +903,13 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
     const cpSql = checkpointUpsertSql(this.#s, fenced ? $(values.length) : undefined, first);
     const columns = `run_id, stream, source, etag, size, kind, status, rows_read, rows_filtered,
               filtered, rows_inserted, rows_updated, rows_deleted, rows_unchanged, batches, bytes, position,
-              started_at, finished_at`;
+              started_at, finished_at, s3_modified`;
     if (!merged) {
       return {
         ctes: `cp AS (${cpSql} RETURNING 1)`,
         insert: `INSERT INTO ${this.#s}.loads (${columns})
        SELECT ${$(6)}, ${$(1)}, ${$(3)}, ${$(7)}, ${$(8)}, ${$(9)}, ${$(10)}, ${$(11)}, ${$(12)}, ${$(13)}::jsonb,
-              ${$(14)}, ${$(15)}, ${$(16)}, ${$(17)}, ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp()
+              ${$(14)}, ${$(15)}, ${$(16)}, ${$(17)}, ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp(), ${$(20)}::timestamptz
          FROM cp`,
         values,
         fenced,
@@ -910,7 +920,7 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
            FROM (SELECT k, sum(n)::int AS n
                    FROM (SELECT key AS k, value::int AS n FROM jsonb_each_text(${$(13)}::jsonb)
                          UNION ALL
-                         SELECT u.k, u.n FROM unnest(${$(21)}::text[], b.filtered) AS u(k, n) WHERE u.n <> 0) x
+                         SELECT u.k, u.n FROM unnest(${$(22)}::text[], b.filtered) AS u(k, n) WHERE u.n <> 0) x
                   GROUP BY k) f)`;
     return {
       ctes: `cp AS (${cpSql} RETURNING 1),
@@ -918,8 +928,8 @@ ld AS (
   INSERT INTO ${this.#s}.loads (${columns})
   SELECT ${$(6)}, ${$(1)}, ${$(3)}, ${$(7)}, ${$(8)}, ${$(9)}, ${$(10)}, ${$(11)}, ${$(12)}::bigint + b.dropped, ${filteredSql},
          ${$(14)}::bigint + b.inserted, ${$(15)}::bigint + b.updated, ${$(16)}::bigint + b.deleted,
-         ${$(17)}::bigint + (${$(20)}::int - b.dropped - b.inserted - b.updated - b.deleted),
-         ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp()
+         ${$(17)}::bigint + (${$(21)}::int - b.dropped - b.inserted - b.updated - b.deleted),
+         ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp(), ${$(20)}::timestamptz
     FROM counts b, cp
   RETURNING 1
 )`,
@@ -993,8 +1003,8 @@ ld AS (
       if (this.#options.migrate) await this.migrate();
       await this.pool.query(
         `INSERT INTO ${this.#s}.loads (run_id, stream, source, etag, size, kind, status, rows_read, batches,
-                started_at, finished_at, error)
-         VALUES ($1, $2, $3, $4, $5, $6, 'failed', $7, $8, $9, clock_timestamp(), $10)`,
+                started_at, finished_at, error, s3_modified)
+         VALUES ($1, $2, $3, $4, $5, $6, 'failed', $7, $8, $9, clock_timestamp(), $10, $11)`,
         [
           this.#runId,
           stream,
@@ -1006,6 +1016,7 @@ ld AS (
           unit?.stats.batches ?? 0,
           unit?.startedAt ?? new Date(),
           errorText(error) + (location && !errorText(error).includes(location) ? ` (at ${location})` : ''),
+          unit?.modified ?? null,
         ],
       );
     } catch {

@@ -1,6 +1,6 @@
 import { TributaryError } from '@tributary/core';
 import type pg from 'pg';
-import type { TargetTable } from './options.js';
+import { qlikOf, type TargetTable } from './options.js';
 import { qualifiedName, quoteIdent } from './sql.js';
 
 export interface TargetColumn {
@@ -87,6 +87,9 @@ async function createTargetTable(db: pg.ClientBase, target: TargetTable): Promis
   const names = new Set(columns.map((c) => c.name));
   const soft = softColumnOf(target);
   if (soft && !names.has(soft)) defs.push(`${quoteIdent(soft)} timestamptz`);
+  // Qlik: the stored version (header__timestamp of the change last applied to the row).
+  const version = qlikOf(target)?.versionColumn;
+  if (version && !names.has(version)) defs.push(`${quoteIdent(version)} timestamp`);
   // History mode: the current version's start, copied to history when it is replaced.
   if (target.mode === 'history' && !names.has('valid_from')) {
     defs.push(`"valid_from" timestamptz NOT NULL DEFAULT now()`);

@@ -62,7 +62,7 @@ describe('migrations', () => {
     const versions = await db.pool.query(
       `SELECT version FROM "${schema}".schema_migrations ORDER BY version`,
     );
-    expect(versions.rows.map((r) => r.version)).toEqual([1, 2]);
+    expect(versions.rows.map((r) => r.version)).toEqual([1, 2, 3]);
     expect(await readState(db.pool, schema, 'x/y')).toMatchObject({
       checkpoint: null,
       watermarkKey: null,
