@@ -21,7 +21,12 @@ export type KeyPattern = BuiltInKeyPattern | ((key: string) => Date | undefined)
 
 /** Suffixes of data files, longest first so `.csv.gz` wins over `.gz`. */
 export const DataSuffixes = ['.csv.gz', '.jsonl.gz', '.csv', '.jsonl'] as const;
-export type DataFormat = 'csv' | 'jsonl';
+/**
+ * `.json[.gz]`: data files only for streams that read JSON (`format: 'json'`, or the
+ * `unordered` layout); elsewhere such keys (e.g. a legacy `latest.json`) are ignored.
+ */
+export const JsonSuffixes = ['.json.gz', '.json'] as const;
+export type DataFormat = 'csv' | 'jsonl' | 'json';
 
 /**
  * How a local wall-clock time was mapped to an instant:
@@ -168,23 +173,32 @@ export function baseName(key: string): string {
   return key.slice(key.lastIndexOf('/') + 1);
 }
 
-/** The data suffix of a key (`.csv.gz`…), or undefined when it is not a data file. */
-export function dataSuffix(key: string): (typeof DataSuffixes)[number] | undefined {
+/**
+ * The data suffix of a key (`.csv.gz`…), or undefined when it is not a data file. With `json`,
+ * `.json[.gz]` counts too.
+ */
+export function dataSuffix(
+  key: string,
+  json = false,
+): (typeof DataSuffixes)[number] | (typeof JsonSuffixes)[number] | undefined {
   const lower = key.toLowerCase();
-  return DataSuffixes.find((suffix) => lower.endsWith(suffix));
+  return (
+    DataSuffixes.find((suffix) => lower.endsWith(suffix)) ??
+    (json ? JsonSuffixes.find((suffix) => lower.endsWith(suffix)) : undefined)
+  );
 }
 
 /** The format a key's suffix implies. */
 export function formatOfKey(key: string): DataFormat | undefined {
-  const suffix = dataSuffix(key);
+  const suffix = dataSuffix(key, true);
   if (!suffix) return undefined;
-  return suffix.startsWith('.jsonl') ? 'jsonl' : 'csv';
+  return suffix.startsWith('.jsonl') ? 'jsonl' : suffix.startsWith('.json') ? 'json' : 'csv';
 }
 
 /** A key's file name without its data suffix: `a/b/2026-06-22T15-50-39.csv.gz` → `2026-06-22T15-50-39`. */
 export function stemOf(key: string): string {
   const name = baseName(key);
-  const suffix = dataSuffix(name);
+  const suffix = dataSuffix(name, true);
   return suffix ? name.slice(0, name.length - suffix.length) : name;
 }
 

@@ -22,6 +22,8 @@ export interface ListKeysOptions {
   /** Folders never to include even when recursive (the archive and late folders). */
   exclude?: readonly string[];
   signal?: AbortSignal;
+  /** Count `.json[.gz]` keys as data files (JSON streams). */
+  json?: boolean;
   /** Wraps each page request (retries). */
   send?: <T>(request: () => Promise<T>) => Promise<T>;
 }
@@ -64,7 +66,7 @@ export async function listKeys(
       // Zero-byte "folder" placeholders end in '/'; only known data suffixes count.
       if (
         key.endsWith('/') ||
-        !dataSuffix(key) ||
+        !dataSuffix(key, options.json) ||
         options.exclude?.some((folder) => folder !== '' && key.startsWith(folder))
       ) {
         ignored++;

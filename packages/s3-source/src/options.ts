@@ -11,7 +11,7 @@ import {
 } from './keys.js';
 
 export type ColumnCheck = 'exact' | 'subset' | 'any';
-export type Layout = 'changes' | 'qlik';
+export type Layout = 'changes' | 'qlik' | 'unordered';
 export type LateFilePolicy = 'error' | 'apply' | 'skip';
 export type EtagChangedPolicy = 'error' | 'apply';
 export type CommitGranularity = 'file' | 'batch';
@@ -34,9 +34,16 @@ export interface StreamDefinition {
    * `changes` (default): every data file directly under `prefix`.
    * `qlik`: baseline `LOAD001.csv.gz`, `LOAD002…` under `prefix` first (in number order), then the
    * change tables under `${prefix minus trailing /}__ct/` by time.
+   * `unordered`: names carry no time (e.g. `<uuid>.json`): files apply in the order of their S3
+   * LastModified, then key. Weaker than a time in the name: an upload that finishes after a
+   * later-started one was applied is a late file (see `lateFiles`).
    */
   layout?: Layout;
-  /** Force a format; by default `.csv[.gz]` is CSV and `.jsonl[.gz]` is JSON lines. */
+  /**
+   * Force a format; by default `.csv[.gz]` is CSV, `.jsonl[.gz]` JSON lines and `.json[.gz]`
+   * JSON (`json`: a JSON array of objects per file, or objects one after another, e.g. one per
+   * line; streamed element by element).
+   */
   format?: DataFormat;
   /** Expected columns (CSV header or JSON keys). */
   columns?: string[];
@@ -200,13 +207,15 @@ function resolveStream(definition: unknown, path: string): ResolvedStream {
   if (typeof d.id !== 'string' || d.id.trim() === '') fail(`${path}.id`, 'must be a non-empty string');
   if (typeof d.bucket !== 'string' || d.bucket === '') fail(`${path}.bucket`, 'must be a non-empty string');
   const prefix = folder(`${path}.prefix`, d.prefix, true);
-  const layout = oneOf<Layout>(`${path}.layout`, d.layout, ['changes', 'qlik'], 'changes');
+  const layout = oneOf<Layout>(`${path}.layout`, d.layout, ['changes', 'qlik', 'unordered'], 'changes');
   if (layout === 'qlik' && prefix === '')
     fail(`${path}.prefix`, "must name the table folder for layout 'qlik'");
 
   let keyPattern: KeyPattern;
   if (typeof d.keyPattern === 'function') keyPattern = d.keyPattern as KeyPattern;
   else if (d.keyPattern === undefined && layout === 'qlik') keyPattern = 'YYYYMMDD-HHmmssSSS';
+  // Never consulted: unordered files are ordered by LastModified.
+  else if (d.keyPattern === undefined && layout === 'unordered') keyPattern = () => undefined;
   else keyPattern = oneOf(`${path}.keyPattern`, d.keyPattern, KeyPatterns, undefined as never);
   if (keyPattern === undefined) {
     fail(
@@ -225,7 +234,7 @@ function resolveStream(definition: unknown, path: string): ResolvedStream {
   const format =
     d.format === undefined
       ? undefined
-      : oneOf<DataFormat>(`${path}.format`, d.format, ['csv', 'jsonl'], 'csv');
+      : oneOf<DataFormat>(`${path}.format`, d.format, ['csv', 'jsonl', 'json'], 'csv');
 
   let columns: string[] | undefined;
   if (d.columns !== undefined) {

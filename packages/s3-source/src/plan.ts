@@ -14,6 +14,8 @@ export interface PlannedFile {
   kind: ExportKind;
   /** At or before the watermark: a late file, or a re-exported one being re-applied. */
   late: boolean;
+  /** The object's LastModified as listed, ISO 8601 UTC (recorded in the load log). */
+  modified?: string;
 }
 
 export interface Watermark {
@@ -108,12 +110,19 @@ export interface KeyOrderOptions {
 /**
  * Where a key sorts in its stream, or undefined for a bad key. Qlik `LOADnnn` files sort at the
  * epoch by number: every baseline is applied before any change-table file (invariant 1).
+ * `unordered` files (names without a time) sort by the object's LastModified, then key: the
+ * weaker guarantee a name without time allows.
  */
 export function orderOf(
   key: string,
   role: 'baseline' | 'changes',
   options: KeyOrderOptions,
+  lastModified?: Date,
 ): (OrderKey & { resolution: string }) | undefined {
+  if (options.layout === 'unordered') {
+    if (!lastModified) return undefined;
+    return { timeMs: lastModified.getTime(), seq: 0, key, resolution: 'exact' };
+  }
   if (options.layout === 'qlik' && role === 'baseline') {
     const seq = qlikLoadNumber(key);
     return seq === undefined ? undefined : { timeMs: 0, seq, key, resolution: 'exact' };
@@ -186,7 +195,7 @@ export function planPendingFiles(input: PlanInput): PendingPlan {
   const badKeys: string[] = [];
   const resolutions: PendingPlan['resolutions'] = [];
   for (const object of input.objects) {
-    const order = orderOf(object.key, object.role, input);
+    const order = orderOf(object.key, object.role, input, object.lastModified);
     if (!order) {
       badKeys.push(object.key);
       continue;
@@ -228,6 +237,7 @@ export function planPendingFiles(input: PlanInput): PendingPlan {
     time: new Date(o.timeMs).toISOString(),
     kind: o.role === 'baseline' ? 'baseline' : 'delta',
     late: isLate,
+    ...(o.lastModified ? { modified: o.lastModified.toISOString() } : {}),
   });
 
   for (const object of ordered) {
@@ -273,7 +283,7 @@ export function planPendingFiles(input: PlanInput): PendingPlan {
     pending.push(fileOf(object, false));
   }
 
-  if (freshStream && input.layout === 'changes' && pending[0]) {
+  if (freshStream && input.layout !== 'qlik' && pending[0]) {
     pending[0] = { ...pending[0], kind: 'baseline' };
   }
   if (checkpoint && !checkpoint.done && !ordered.some((o) => o.key === checkpoint.key)) {
@@ -285,7 +295,7 @@ export function planPendingFiles(input: PlanInput): PendingPlan {
   } else if (badKeys.length) {
     failure = new TributaryError(
       'BAD_KEY',
-      `${input.stream}: ${badKeys[0]} does not match the key pattern ${describePattern(input.keyPattern)}${
+      `${input.stream}: ${badKeys[0]} ${input.layout === 'unordered' ? 'has no LastModified to order it by' : `does not match the key pattern ${describePattern(input.keyPattern)}`}${
         badKeys.length > 1 ? ` (and ${badKeys.length - 1} more)` : ''
       }; nothing is read until it is renamed or removed`,
       { stream: input.stream, location: { file: badKeys[0]! } },
@@ -349,10 +359,20 @@ export function planReplay(
   const fromRole = qlikLoadNumber(input.from) !== undefined ? 'baseline' : 'changes';
   const fromOrder = orderOf(input.from, fromRole, input);
   const fromKey = { ...(fromOrder ?? { timeMs: 0, seq: 0 }), key: baseName(input.from) };
+  // Unordered files have no time in their names: the replay starts at the named file in the
+  // archive's LastModified order (everything when it is not there).
+  const fromIndex =
+    input.layout === 'unordered'
+      ? Math.max(
+          0,
+          base.pending.findIndex((file) => baseName(file.key) === baseName(input.from)),
+        )
+      : 0;
   const pending = base.pending
-    .filter((file) => {
+    .filter((file, index) => {
+      if (input.layout === 'unordered') return index >= fromIndex;
       const role = qlikLoadNumber(file.key) !== undefined && input.layout === 'qlik' ? 'baseline' : 'changes';
-      const order = orderOf(file.key, role, input);
+      const order = orderOf(file.key, role, input, file.modified ? new Date(file.modified) : undefined);
       return order !== undefined && compareOrder({ ...order, key: baseName(file.key) }, fromKey) >= 0;
     })
     .map((file) => ({

@@ -250,6 +250,125 @@ interface ParsedRecord {
 }
 
 /**
+ * `format: 'json'`: a JSON array of objects, or objects one after another (JSON lines, or
+ * concatenated). Streamed element by element: only the element being read is held (invariant 7).
+ */
+class JsonValuesParser extends Transform {
+  private readonly decoder = new StringDecoder('utf8');
+  /** Text of the element in progress, from earlier chunks. */
+  private pending = '';
+  private mode: 'start' | 'array' | 'sequence' | 'end' = 'start';
+  private depth = 0;
+  private inString = false;
+  private escape = false;
+  private line = 1;
+  private column = 0;
+  private elementLine = 1;
+  private first = true;
+  private afterElement = false;
+
+  constructor() {
+    super({ readableObjectMode: true, readableHighWaterMark: 1024 });
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.scan(this.decoder.write(chunk));
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      this.scan(this.decoder.end());
+      if (this.depth > 0) throw this.fail('the file ends inside a JSON value', this.elementLine, 1);
+      if (this.mode === 'array') throw this.fail('the JSON array is not closed', this.line, this.column);
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+
+  private fail(message: string, line: number, column: number): Error {
+    return Object.assign(new Error(message), { jsonLine: line, jsonColumn: Math.max(1, column) });
+  }
+
+  private scan(input: string): void {
+    let text = input;
+    if (this.first && text.length) {
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      this.first = false;
+    }
+    let start = this.depth > 0 ? 0 : -1;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      this.column++;
+      if (c === 10) {
+        this.line++;
+        this.column = 0;
+      }
+      if (this.depth > 0) {
+        if (this.inString) {
+          if (this.escape) this.escape = false;
+          else if (c === 92) this.escape = true;
+          else if (c === 34) this.inString = false;
+        } else if (c === 34) this.inString = true;
+        else if (c === 123 || c === 91) this.depth++;
+        else if (c === 125 || c === 93) {
+          this.depth--;
+          if (this.depth === 0) {
+            this.element(this.pending + text.slice(start, i + 1));
+            this.pending = '';
+            start = -1;
+            this.afterElement = true;
+          }
+        }
+        continue;
+      }
+      if (c === 10 || c === 32 || c === 9 || c === 13) continue;
+      if (this.mode === 'start') {
+        if (c === 91) {
+          this.mode = 'array';
+          continue;
+        }
+        this.mode = 'sequence';
+      }
+      if (this.mode === 'end') throw this.fail('text after the JSON array', this.line, this.column);
+      if (this.mode === 'array') {
+        if (c === 44 && this.afterElement) {
+          this.afterElement = false;
+          continue;
+        }
+        if (c === 93) {
+          this.mode = 'end';
+          continue;
+        }
+        if (this.afterElement)
+          throw this.fail("expected ',' or ']' after an element", this.line, this.column);
+      }
+      if (c !== 123) throw this.fail('each element must be a JSON object', this.line, this.column);
+      this.depth = 1;
+      this.afterElement = false;
+      start = i;
+      this.elementLine = this.line;
+    }
+    if (start >= 0) this.pending += text.slice(start);
+  }
+
+  private element(text: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw this.fail((error as Error).message, this.elementLine, 1);
+    }
+    this.push({ record: value as Row, line: this.elementLine });
+  }
+}
+
+/**
  * Drains an object-mode stream in whole buffers: Node's async iterator costs a promise per
  * object, this costs one per buffer.
  */
@@ -532,20 +651,22 @@ async function* readOnce(
   const parser =
     options.format === 'jsonl'
       ? new JsonLinesParser()
-      : parse({
-          bom: true,
-          info: true,
-          // One record may not hold more than this many characters: a runaway quote must fail
-          // with its line, not buffer the rest of a multi-GB file (invariant 7).
-          max_record_size: MAX_RECORD_CHARS,
-          skip_empty_lines: true,
-          // Header → column names, checked before any row of the file is emitted.
-          columns: (header: string[]) => {
-            headerError = headerDrift(options, header);
-            if (headerError) throw headerError;
-            return header;
-          },
-        });
+      : options.format === 'json'
+        ? new JsonValuesParser()
+        : parse({
+            bom: true,
+            info: true,
+            // One record may not hold more than this many characters: a runaway quote must fail
+            // with its line, not buffer the rest of a multi-GB file (invariant 7).
+            max_record_size: MAX_RECORD_CHARS,
+            skip_empty_lines: true,
+            // Header → column names, checked before any row of the file is emitted.
+            columns: (header: string[]) => {
+              headerError = headerDrift(options, header);
+              if (headerError) throw headerError;
+              return header;
+            },
+          });
   const utf8 = new Utf8Validator((line, byteOffset) => invalidUtf8(options, line, byteOffset));
   const stages = [...opened.stages, utf8];
   const wiring = (streamPipeline as unknown as (...s: unknown[]) => Promise<void>)(raw, ...stages, parser);
@@ -557,10 +678,11 @@ async function* readOnce(
   let record = 0;
   let decodedAtBatch = 0;
   let lastReportedLine = 1;
-  let lastLine = options.format === 'jsonl' ? 0 : 1;
+  const json = options.format !== 'csv';
+  let lastLine = json ? 0 : 1;
   let lastEmpty = 0;
   const emptyAsNull = options.emptyAsNull === true;
-  const jsonCheck = options.format === 'jsonl' && options.columns && options.columnCheck !== 'any';
+  const jsonCheck = json && options.columns && options.columnCheck !== 'any';
 
   try {
     for await (const items of drain<unknown>(parser)) {
@@ -568,7 +690,7 @@ async function* readOnce(
         record++;
         let row: Row;
         let line: number;
-        if (options.format === 'jsonl') {
+        if (json) {
           const parsed = item as ParsedRecord;
           row = parsed.record;
           line = parsed.line;

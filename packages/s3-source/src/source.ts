@@ -129,6 +129,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
         : area.prefix;
       const listed = await listKeys(client, stream.bucket, prefix, {
         recursive: stream.recursive,
+        json: stream.format === 'json' || stream.layout === 'unordered',
         exclude: stream.replayFrom ? [] : [stream.processedPrefix, stream.latePrefix],
         ...(signal ? { signal } : {}),
         send: sender(signal, stream.id),
@@ -326,6 +327,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
           locations: chunk.locations,
           etag: file.etag,
           size: file.size,
+          ...(file.modified ? { modified: file.modified } : {}),
           watermark,
         },
       };
@@ -357,6 +359,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
         locations: [],
         etag: file.etag,
         size: file.size,
+        ...(file.modified ? { modified: file.modified } : {}),
         watermark,
         late: 'skipped',
       },
