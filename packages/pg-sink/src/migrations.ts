@@ -131,23 +131,11 @@ SELECT c.stream,
   },
   {
     version: 3,
-    name: 'S3 LastModified in the load log, Qlik snapshots',
+    name: 'S3 LastModified in the load log',
     sql: (s) => `
 -- Seed 002's cubic_loads.s3_modified: the object's LastModified beside its ETag and size.
 ALTER TABLE ${s}.loads ADD COLUMN IF NOT EXISTS s3_modified timestamptz;
 
--- Seed 002's cubic_table_ods_snapshots: one row per Qlik snapshot of a stream (its first LOAD
--- files, then every reload), recorded in the transaction that applies the snapshot's first LOAD.
-CREATE TABLE IF NOT EXISTS ${s}.snapshots (
-  snapshot_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  stream          text NOT NULL,
-  snapshot        timestamptz NOT NULL,
-  snapshot_key    text NOT NULL,
-  etag            text,
-  reason          text NOT NULL,
-  recorded_at     timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS snapshots_stream_idx ON ${s}.snapshots (stream, snapshot_id DESC);
 `,
   },
 ];
