@@ -83,7 +83,7 @@ export const sourceSchema = z
       .enum(['changes', 'qlik', 'unordered'])
       .default('changes')
       .describe(
-        'changes: files ordered by the time in their names; qlik: LOAD files, then <prefix>__ct/ change files',
+        'changes: files ordered by the time in their names; qlik: LOAD files, then <prefix>__ct/ change files (Qlik Replicate semantics, see target.qlik); unordered: names without time, ordered by S3 LastModified then key (a weaker guarantee)',
       ),
     keyPattern: z
       .enum(KEY_PATTERNS)
@@ -93,7 +93,9 @@ export const sourceSchema = z
     format: z
       .enum(['csv', 'jsonl', 'json'])
       .optional()
-      .describe('default from the suffix (.csv[.gz], .jsonl[.gz])'),
+      .describe(
+        'default from the suffix (.csv[.gz], .jsonl[.gz], .json[.gz]); json: a JSON array of objects per file, or one object after another',
+      ),
     lateFiles: z
       .enum(['error', 'apply', 'skip'])
       .default('error')
@@ -126,6 +128,28 @@ export const targetSchema = z
       .record(identifier, z.string().min(1))
       .optional()
       .describe('column types for a created table; other columns are text'),
+    qlik: z
+      .object({
+        keepHeaders: z
+          .boolean()
+          .default(false)
+          .describe('store the header__ columns in the target too (default: dropped)'),
+        deletes: z
+          .enum(['hard', 'soft'])
+          .default('hard')
+          .describe('D rows: delete the row, or keep it with deleted_at set'),
+        versionColumn: z
+          .union([identifier, z.literal(false)])
+          .optional()
+          .describe(
+            'column holding the header__timestamp of the change last applied (a change older than it is not applied); default qlik_timestamp (header__timestamp with keepHeaders); false: no guard',
+          ),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'layout qlik: how change rows apply (header__change_seq order, I/U upsert, D delete, B skipped and counted)',
+      ),
   })
   .strict()
   .describe('where the rows go');
@@ -330,18 +354,10 @@ function semanticProblems(
         message: `is required for layout 'changes' (one of ${KEY_PATTERNS.join(', ')})`,
       });
     }
-    if (stream.source.layout === 'unordered') {
+    if (stream.target.qlik && stream.source.layout !== 'qlik') {
       problems.push({
-        path: `streams[${i}].source.layout`,
-        message:
-          "'unordered' (LastModified order) is not supported yet; name files with a time and use 'changes'",
-      });
-    }
-    if (stream.source.format === 'json') {
-      problems.push({
-        path: `streams[${i}].source.format`,
-        message:
-          "'json' (a JSON array per file) is not supported yet; use 'jsonl' (one JSON object per line)",
+        path: `streams[${i}].target.qlik`,
+        message: "is only for source.layout 'qlik'",
       });
     }
   }

@@ -20,9 +20,19 @@ function buildTransform(step: TransformConfig): Transform<Row, Row> {
   return cleanText(step.cleanText);
 }
 
-/** The columns a created table gets: a header after the transforms, typed or text. */
+/**
+ * The columns a created table gets: a header after the transforms, typed or text. Qlik change
+ * tables' `header__` columns are left out unless kept (pg-sink adds the version column).
+ */
 function tableColumns(stream: StreamConfig, header: readonly string[]): ColumnSpec[] {
-  let columns = [...header];
+  const qlik = stream.source.layout === 'qlik';
+  if (header.some((name) => /^\s*[[{]/.test(name))) {
+    throw new UsageError(
+      `stream ${stream.id}: the first file is JSON, whose columns cannot be read from its first line: set source.columns (or create ${stream.target.table} first)`,
+    );
+  }
+  let columns =
+    qlik && !stream.target.qlik?.keepHeaders ? header.filter((c) => !c.startsWith('header__')) : [...header];
   for (const step of stream.transforms) {
     if ('dropFields' in step) columns = columns.filter((c) => !step.dropFields.includes(c));
     else if ('rename' in step) columns = columns.map((c) => step.rename[c] ?? c);
@@ -41,11 +51,17 @@ export function streamSpec(stream: StreamConfig, env: NodeJS.ProcessEnv = proces
     id: stream.id,
     bucket: spaces.bucket,
     prefix: spaces.listing[0]!,
-    layout: s.layout === 'qlik' ? 'qlik' : 'changes',
+    layout: s.layout,
     ...(s.keyPattern ? { keyPattern: s.keyPattern } : {}),
     timeZone: s.timeZone,
-    ...(s.format && s.format !== 'json' ? { format: s.format } : {}),
-    ...(s.columns ? { columns: [...s.columns], columnCheck: 'exact' as const } : {}),
+    ...(s.format ? { format: s.format } : {}),
+    // Qlik change files carry the header__ columns before the declared ones.
+    ...(s.columns
+      ? {
+          columns: [...s.columns],
+          columnCheck: s.layout === 'qlik' ? ('subset' as const) : ('exact' as const),
+        }
+      : {}),
     emptyAsNull: true,
     lateFiles: s.lateFiles,
     processedPrefix: spaces.processed,
@@ -60,6 +76,15 @@ export function streamSpec(stream: StreamConfig, env: NodeJS.ProcessEnv = proces
     mode: t.mode,
     createTable: true,
     ...(columns ? { columns } : {}),
+    ...(s.layout === 'qlik'
+      ? {
+          qlik: {
+            keepHeaders: t.qlik?.keepHeaders ?? false,
+            deletes: t.qlik?.deletes ?? 'hard',
+            ...(t.qlik?.versionColumn === undefined ? {} : { versionColumn: t.qlik.versionColumn }),
+          },
+        }
+      : {}),
   };
   return {
     id: stream.id,
