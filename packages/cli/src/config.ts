@@ -20,14 +20,7 @@ const folder = (what: string) =>
     .refine((s) => !s.startsWith('/'), `${what} is an S3 key prefix: no leading slash`)
     .transform((s) => (s.endsWith('/') ? s : `${s}/`));
 
-const timeZone = z.string().refine((zone) => {
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}, 'must be an IANA time zone name, e.g. Africa/Nairobi or UTC');
+const timeZone = z.string().refine(isTimeZone, 'must be an IANA time zone name, e.g. Africa/Nairobi or UTC');
 
 const identifier = z.string().min(1).max(63);
 
