@@ -88,8 +88,10 @@ export function progressRenderer(logger: Logger, tty: boolean): ProgressRenderer
   if (!tty) {
     return {
       onEvent(event) {
+        // One line per file at info (its commit); the start only at debug: a trickle of small
+        // files should not double the log volume, nor the time spent writing it.
         if (event.type === 'unit-start')
-          logger.info(
+          logger.debug(
             { stream: event.stream, file: event.source, kind: event.kind, bytes: event.bytesTotal },
             'file started',
           );
