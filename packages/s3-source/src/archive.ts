@@ -1,11 +1,4 @@
-import {
-  CopyObjectCommand,
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  type DeleteObjectsCommandOutput,
-  HeadObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { faultPoint, TributaryError } from '@tributary/core';
 import { normalizeEtag } from './list.js';
 
@@ -28,8 +21,6 @@ export interface ArchiveFileOptions {
    * archive here, so a crash at any point leaves the file in changes/ until it is recorded.
    */
   onCopied?: () => Promise<void>;
-  /** Deletes the original once its copy is confirmed and recorded (default: one DeleteObject). */
-  deleteOriginal?: (bucket: string, key: string) => Promise<void>;
 }
 
 /** `CopySource` must be URL-encoded, segment by segment so the `/`s stay. */
@@ -95,91 +86,9 @@ export async function archiveFile(
   }
   await options.onCopied?.();
   faultPoint('s3-source:after-archive-record'); // recorded as archived, original not yet deleted
-  if (options.deleteOriginal) await options.deleteOriginal(input.bucket, input.key);
-  else
-    await send(() =>
-      client.send(new DeleteObjectCommand({ Bucket: input.bucket, Key: input.key }), { abortSignal }),
-    );
-}
-
-/**
- * Deletes originals in batches: deletes asked for while one request is in flight go out together
- * in one DeleteObjects (archives run several at once behind the apply), so a trickle of small
- * files costs one delete request per batch, not per file. Each caller returns once its own key is
- * deleted, and fails with that key's error. A server that refuses DeleteObjects gets one
- * DeleteObject per key. Deleting is the last step of a move: a key whose delete is lost stays in
- * place and the next run finishes it (invariant 3).
- */
-export function batchedDeleter(
-  client: S3Client,
-  send: <T>(request: () => Promise<T>) => Promise<T> = (request) => request(),
-): (bucket: string, key: string) => Promise<void> {
-  type Pending = { key: string; done: () => void; failed: (error: unknown) => void };
-  const queued = new Map<string, Pending[]>();
-  let flushing: Promise<void> | undefined;
-  const deleteOne = (bucket: string, key: string) =>
-    send(() => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })));
-  const deleteBatch = async (bucket: string, batch: Pending[]): Promise<void> => {
-    if (batch.length === 1) {
-      const [only] = batch as [Pending];
-      await deleteOne(bucket, only.key).then(only.done, only.failed);
-      return;
-    }
-    let result: DeleteObjectsCommandOutput;
-    try {
-      result = await send(() =>
-        client.send(
-          new DeleteObjectsCommand({
-            Bucket: bucket,
-            Delete: { Objects: batch.map((p) => ({ Key: p.key })), Quiet: true },
-          }),
-        ),
-      );
-    } catch {
-      await Promise.all(batch.map((p) => deleteOne(bucket, p.key).then(p.done, p.failed)));
-      return;
-    }
-    const errors = new Map((result.Errors ?? []).map((e) => [e.Key, e]));
-    for (const pending of batch) {
-      const error = errors.get(pending.key);
-      if (!error) pending.done();
-      else
-        pending.failed(
-          new TributaryError(
-            'SOURCE_FAILED',
-            `deleting ${pending.key} failed: ${error.Code}: ${error.Message}`,
-            {
-              location: { file: pending.key },
-              retriable: true,
-            },
-          ),
-        );
-    }
-  };
-  const flush = async (): Promise<void> => {
-    while (queued.size) {
-      const batches = [...queued];
-      queued.clear();
-      // At most 1,000 keys per request (the API's limit).
-      await Promise.all(
-        batches.flatMap(([bucket, pending]) =>
-          Array.from({ length: Math.ceil(pending.length / 1000) }, (_, i) =>
-            deleteBatch(bucket, pending.slice(i * 1000, (i + 1) * 1000)),
-          ),
-        ),
-      );
-    }
-    flushing = undefined;
-  };
-  return (bucket, key) => {
-    const done = new Promise<void>((resolve, reject) => {
-      const list = queued.get(bucket) ?? [];
-      list.push({ key, done: resolve, failed: reject });
-      queued.set(bucket, list);
-    });
-    if (flushing === undefined) flushing = flush();
-    return done;
-  };
+  await send(() =>
+    client.send(new DeleteObjectCommand({ Bucket: input.bucket, Key: input.key }), { abortSignal }),
+  );
 }
 
 /** The archive copy of a file if it exists and matches it (a delete failed after the copy). */

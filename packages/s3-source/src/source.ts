@@ -11,7 +11,7 @@ import type {
   Source,
 } from '@tributary/core';
 import { faultPoint, isAbortError, TributaryError, toTributaryError, withStream } from '@tributary/core';
-import { archivedCopyMatches, archiveFile, batchedDeleter } from './archive.js';
+import { archivedCopyMatches, archiveFile } from './archive.js';
 import { archiveKey, formatOfKey } from './keys.js';
 import { listKeys } from './list.js';
 import { type ResolvedStream, resolveOptions, type S3SourceOptions } from './options.js';
@@ -117,9 +117,6 @@ export function s3Source(options: S3SourceOptions): S3Source {
           }),
       });
 
-  // Originals of archived files, deleted in batches while several archives are in flight.
-  const deleteOriginal = batchedDeleter(client, sender(undefined));
-
   async function listStream(
     stream: ResolvedStream,
     signal: AbortSignal | undefined,
@@ -221,7 +218,6 @@ export function s3Source(options: S3SourceOptions): S3Source {
         { bucket: stream.bucket, ...file, target },
         {
           send,
-          deleteOriginal,
           ...(to === 'processed' && loads ? { onCopied: () => loads.markArchived(stream.id, file.key) } : {}),
         },
       );
