@@ -1,6 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { type PipelineEvent, pipeline, runStreams, semaphore, TributaryError } from '@tributary/core';
+import {
+  type PipelineEvent,
+  pipeline,
+  runStreams,
+  semaphore,
+  streamFailedEvent,
+  TributaryError,
+} from '@tributary/core';
 import { type PgSink, pgSink, readState, type TargetTable } from '@tributary/pg-sink';
 import { type S3Source, type StreamDefinition, s3Source } from '@tributary/s3-source';
 import type pg from 'pg';
@@ -171,16 +178,7 @@ export async function runStreamSpecs(
           }
         : false,
       ...(watch ? { stop: watch.stop } : {}),
-      onFailure: (stream, error, retryInMs) => {
-        const file = error instanceof TributaryError ? error.location?.file : undefined;
-        options.onEvent?.({
-          type: 'stream-failed',
-          stream,
-          error,
-          ...(file ? { source: file } : {}),
-          ...(retryInMs === undefined ? {} : { retryInMs }),
-        });
-      },
+      onFailure: (stream, error, retryInMs) => options.onEvent?.(streamFailedEvent(stream, error, retryInMs)),
     },
   );
   // A stream that failed before its report existed (e.g. an option its sink refused) still

@@ -20,6 +20,7 @@ export {
   runStreams,
   type StreamOutcome,
   semaphore,
+  streamFailedEvent,
 } from './streams.js';
 export {
   ASCII_WHITESPACE,

@@ -1,7 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { isAbortError, isTransient, TributaryError, toTributaryError } from './errors.js';
-import { type RestartPolicy, runStreams, semaphore } from './streams.js';
+import { type RestartPolicy, runStreams, semaphore, streamFailedEvent } from './streams.js';
 import { isDeclarative, materialize } from './transforms.js';
 import type {
   Batch,
@@ -209,14 +209,7 @@ async function runIsolated(
       ...(options.signal ? { signal: options.signal } : {}),
       onFailure: (stream, error, retryInMs) => {
         failing.add(stream);
-        const file = error instanceof TributaryError ? error.location?.file : undefined;
-        emit({
-          type: 'stream-failed',
-          stream,
-          error,
-          ...(file ? { source: file } : {}),
-          ...(retryInMs === undefined ? {} : { retryInMs }),
-        });
+        emit(streamFailedEvent(stream, error, retryInMs));
       },
     },
   );

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TributaryError, toTributaryError, withStream } from './errors.js';
+import type { PipelineEvent } from './types.js';
 
 /** How a failed stream is retried while the others keep running (watch mode). */
 export interface RestartPolicy {
@@ -147,4 +148,16 @@ export async function runStreams<T>(
   };
 
   return Promise.all(streams.map(superviseStream));
+}
+
+/** The `stream-failed` event for a stream's failure: the failing file from the error's location. */
+export function streamFailedEvent(stream: string, error: Error, retryInMs?: number): PipelineEvent {
+  const file = error instanceof TributaryError ? error.location?.file : undefined;
+  return {
+    type: 'stream-failed',
+    stream,
+    error,
+    ...(file ? { source: file } : {}),
+    ...(retryInMs === undefined ? {} : { retryInMs }),
+  };
 }
