@@ -1,18 +1,24 @@
 /**
  * Deterministic crash points for the reliability suite (issue 7). A test starts the binary with
- * `TRIBUTARY_FAULT=<point>[@<n>][,<point>…]`; when execution reaches a named point (for the n-th
- * time) the process kills itself with SIGKILL — no cleanup, exactly like a power cut. Unset (production), a fault point
- * costs one size check.
+ * `TRIBUTARY_FAULT=<point>[@<n>][~<stream>][,<point>…]`; when execution reaches a named point (for
+ * the n-th time, counting only where `<stream>` is concerned when given) the process kills itself
+ * with SIGKILL — no cleanup, exactly like a power cut. Streams run concurrently, so a test that
+ * needs "this stream got here" names the stream. Unset (production), a fault point costs one size
+ * check.
  */
-const armed: ReadonlyMap<string, number> = new Map(
+interface Armed {
+  readonly nth: number;
+  readonly stream: string | undefined;
+}
+const armed: ReadonlyMap<string, Armed> = new Map(
   (globalThis.process?.env?.['TRIBUTARY_FAULT'] ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
     .map((entry) => {
-      // `<point>@<n>`: the n-th time the point is reached (default the first).
-      const [name, nth] = entry.split('@');
-      return [name!, Math.max(1, Number(nth ?? 1) || 1)] as const;
+      const [point, stream] = entry.split('~');
+      const [name, nth] = point!.split('@');
+      return [name!, { nth: Math.max(1, Number(nth ?? 1) || 1), stream }] as const;
     }),
 );
 const reached = new Map<string, number>();
@@ -33,11 +39,13 @@ export const FAULT_POINTS = [
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
-export function faultPoint(name: FaultPoint): void {
+/** `streams`: the streams this point is reached for, matched against a `~<stream>` scope. */
+export function faultPoint(name: FaultPoint, streams?: readonly string[]): void {
   if (armed.size === 0) return;
-  const nth = armed.get(name);
-  if (nth === undefined) return;
+  const point = armed.get(name);
+  if (point === undefined) return;
+  if (point.stream !== undefined && !streams?.includes(point.stream)) return;
   const count = (reached.get(name) ?? 0) + 1;
   reached.set(name, count);
-  if (count === nth) process.kill(process.pid, 'SIGKILL');
+  if (count === point.nth) process.kill(process.pid, 'SIGKILL');
 }

@@ -530,7 +530,10 @@ export function s3Source(options: S3SourceOptions): S3Source {
           const wait = config.watch.intervalMs * (1 + config.watch.jitter * Math.random());
           const wake = ctx.stop ? AbortSignal.any([signal, ctx.stop]) : signal;
           try {
-            faultPoint('s3-source:watch-sleep');
+            faultPoint(
+              's3-source:watch-sleep',
+              config.streams.map((stream) => stream.id),
+            );
             await sleep(wait, undefined, { signal: wake });
           } catch {
             return;
