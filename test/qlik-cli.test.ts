@@ -171,6 +171,101 @@ describe('tributary: layout qlik (seed 002, issue 14)', () => {
     expect((again.json as { streams: { files: unknown[] }[] }).streams[0]!.files).toEqual([]);
   });
 
+  it('a reload (new LOAD files) replaces the table atomically: older change files superseded, later ones applied, a crash mid-reload shows the old rows', async () => {
+    const [db, s3] = await Promise.all([createTestDatabase(), createTestBucket()]);
+    const root = `cubic/ods_qlik/${randomName('q')}`;
+    const table = `${root}/EDW.SAMPLE/`;
+    const ct = `${root}/EDW.SAMPLE__ct/`;
+    const put = (key: string, body: string | Buffer) =>
+      s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body }));
+    const file = join(tmpdir(), `${randomName('qlik')}.yaml`);
+    await writeFile(
+      file,
+      `streams:
+  - id: cubic/edw_reload
+    source:
+      bucket: \${S3_BUCKET}
+      prefix: ${table}
+      layout: qlik
+    target:
+      table: ods.edw_reload
+      key: [id]
+      types: { id: integer, amount: numeric }
+`,
+    );
+    const env = cliEnv({ databaseUrl: db.url, bucket: s3.bucket });
+    const stored = async () =>
+      (
+        await db.pool.query<Row>(
+          'SELECT id, name, amount::numeric(12,2)::text AS amount FROM ods.edw_reload ORDER BY id',
+        )
+      ).rows;
+
+    // The first snapshot and one change file.
+    const load = [r(1, 'one', '1.00'), r(2, 'two', '2.00'), r(3, 'three', '3.00')];
+    const f1: Change[] = [{ seq: 1, oper: 'U', row: r(1, 'one-v1', '11.00') }];
+    await put(`${table}LOAD001.csv.gz`, gzipSync(loadCsv(load.slice(0, 2))));
+    await put(`${table}LOAD002.csv.gz`, gzipSync(loadCsv(load.slice(2))));
+    await put(`${ct}20220304-134556444.csv.gz`, gzipSync(ctCsv(f1, new Date('2022-03-04T13:45:56Z'))));
+    const first = await runTributary(['run', '--config', file, '--apply'], env);
+    expect(first.code, first.stderr).toBe(0);
+    const before = fold(load, [f1]);
+    expect(await stored()).toEqual(before);
+
+    // Qlik restarts the task: a change file of the old collection not yet applied, new LOAD
+    // files (keys 2 and 3 gone, 8 and 9 new), then a change file of the new collection.
+    const older: Change[] = [{ seq: 30, oper: 'U', row: r(2, 'two-stale', '99.00') }];
+    await put(`${ct}20220304-134600000.csv.gz`, gzipSync(ctCsv(older, new Date('2022-03-04T13:46:00Z'))));
+    const reload = [r(1, 'one-reloaded', '100.00'), r(8, 'eight', '8.00'), r(9, 'nine', '9.00')];
+    await put(`${table}LOAD001.csv.gz`, gzipSync(loadCsv(reload.slice(0, 2))));
+    await put(`${table}LOAD002.csv.gz`, gzipSync(loadCsv(reload.slice(2))));
+    const later = new Date(Date.now() + 60_000);
+    const stamp = later.toISOString().replace(/[-:]/g, '').replace('T', '-').replace('.', '').slice(0, 18);
+    const f2: Change[] = [
+      { seq: 40, oper: 'U', row: r(8, 'eight-v1', '88.00') },
+      { seq: 41, oper: 'D', row: r(9, 'nine', '9.00') },
+    ];
+    await put(`${ct}${stamp}.csv.gz`, gzipSync(ctCsv(f2, later)));
+
+    // Killed right after the reload's first LOAD file committed: readers still see the old rows.
+    const killed = await runTributary(['run', '--config', file, '--apply'], {
+      ...env,
+      TRIBUTARY_FAULT: 'pg-sink:after-commit@2',
+    });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(await stored()).toEqual(before);
+    const loading = await runTributary(['status', '--config', file, '--json'], env);
+    expect((loading.json as { streams: { snapshot: unknown }[] }).streams[0]!.snapshot).toMatchObject({
+      status: 'loading',
+      files: [`${table}LOAD001.csv.gz`],
+    });
+
+    const run = await runTributary(['run', '--config', file, '--apply', '--json'], env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(await stored()).toEqual(fold(reload, [f2]));
+    const loads = await db.pool.query<{ source: string; status: string }>(
+      `SELECT DISTINCT ON (source) source, status FROM tributary.loads WHERE stream = 'cubic/edw_reload'
+        ORDER BY source, load_id DESC`,
+    );
+    // The older change file was never applied: recorded skipped and moved to late/.
+    expect(loads.rows.find((l) => l.source.endsWith('20220304-134600000.csv.gz'))?.status).toBe(
+      'late_skipped',
+    );
+    expect(await listAll(s3.client, s3.bucket, `${table}late/`)).toEqual([
+      `${table}late/EDW.SAMPLE__ct/20220304-134600000.csv.gz`,
+    ]);
+    const status = await runTributary(['status', '--config', file, '--json'], env);
+    expect((status.json as { streams: { snapshot: unknown }[] }).streams[0]!.snapshot).toMatchObject({
+      status: 'complete',
+      files: [`${table}LOAD001.csv.gz`, `${table}LOAD002.csv.gz`],
+      rows: 3,
+    });
+    const shadows = await db.pool.query(
+      `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'tributary' AND tablename LIKE 'snapshot\\_%'`,
+    );
+    expect(shadows.rows[0]).toEqual({ n: 0 });
+  });
+
   it('layout unordered + format json (cubic/kafka/sample/<uuid>.json): LastModified order; a qlik option elsewhere is refused', async () => {
     const [db, s3] = await Promise.all([createTestDatabase(), createTestBucket()]);
     const prefix = `cubic/kafka/${randomName('k')}/`;

@@ -216,9 +216,30 @@ export async function statusCommand(
         s.failingFile ?? '-',
         s.lastError ?? '-',
       ]);
-      process.stdout.write(
-        `${table(['stream', 'watermark', 'last loaded', 'lag s', 'files', 'rows', 'pending', 'late', 'late skipped', 'failing file', 'last error'], rows)}\n`,
-      );
+      const headers = [
+        'stream',
+        'watermark',
+        'last loaded',
+        'lag s',
+        'files',
+        'rows',
+        'pending',
+        'late',
+        'late skipped',
+        'failing file',
+        'last error',
+      ];
+      // Qlik reloads: a column only when some stream has had one.
+      if (streams.some((s) => s.snapshot)) {
+        headers.push('snapshot');
+        streams.forEach((s, i) => {
+          const snap = s.snapshot;
+          rows[i]!.push(
+            snap ? `${snap.status} ${snap.completedAt ?? snap.startedAt} (${snap.files.length} files)` : '-',
+          );
+        });
+      }
+      process.stdout.write(`${table(headers, rows)}\n`);
     }
   } finally {
     await pool.end();

@@ -20,6 +20,17 @@ export interface StreamStatus {
   lastError: string | null;
   /** The file the last error (a failure newer than the last success) stopped at. */
   failingFile: string | null;
+  /** The latest snapshot (a Qlik reload) of the stream, or null when it never had one. */
+  snapshot: SnapshotStatus | null;
+}
+
+export interface SnapshotStatus {
+  /** `loading`: its files are being gathered; `complete`: swapped into the table. */
+  status: 'loading' | 'complete';
+  files: string[];
+  rows: number | null;
+  startedAt: string;
+  completedAt: string | null;
 }
 
 /** Per stream: control-schema facts plus a read-only listing. Changes nothing. */
@@ -29,11 +40,13 @@ export async function readStatus(
   specs: readonly StreamSpec[],
 ): Promise<StreamStatus[]> {
   const out: StreamStatus[] = [];
-  const exists = (
-    await pool.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [
-      `"${CONTROL_SCHEMA}".loads`,
-    ])
-  ).rows[0]?.ok;
+  const found = (
+    await pool.query<{ loads: boolean; snapshots: boolean }>(
+      `SELECT to_regclass($1) IS NOT NULL AS loads, to_regclass($2) IS NOT NULL AS snapshots`,
+      [`"${CONTROL_SCHEMA}".loads`, `"${CONTROL_SCHEMA}".snapshots`],
+    )
+  ).rows[0];
+  const exists = found?.loads;
   for (const spec of specs) {
     const stream = spec.id;
     const status: StreamStatus = {
@@ -48,6 +61,7 @@ export async function readStatus(
       lateFilesSkipped: 0,
       lastError: null,
       failingFile: null,
+      snapshot: null,
     };
     if (exists) {
       const { rows } = await pool.query<{
@@ -87,6 +101,29 @@ export async function readStatus(
         status.lateFilesSkipped = Number(row.late_skipped);
         status.lastError = row.last_error;
         status.failingFile = row.failing_file;
+      }
+    }
+    if (found?.snapshots) {
+      const { rows } = await pool.query<{
+        status: 'loading' | 'complete';
+        files: string[];
+        rows: string | null;
+        started_at: Date;
+        completed_at: Date | null;
+      }>(
+        `SELECT status, files, rows, started_at, completed_at FROM "${CONTROL_SCHEMA}".snapshots
+          WHERE stream = $1 ORDER BY snapshot_id DESC LIMIT 1`,
+        [stream],
+      );
+      const snapshot = rows[0];
+      if (snapshot) {
+        status.snapshot = {
+          status: snapshot.status,
+          files: snapshot.files,
+          rows: snapshot.rows === null ? null : Number(snapshot.rows),
+          startedAt: snapshot.started_at.toISOString(),
+          completedAt: snapshot.completed_at?.toISOString() ?? null,
+        };
       }
     }
     try {

@@ -138,6 +138,26 @@ ALTER TABLE ${s}.loads ADD COLUMN IF NOT EXISTS s3_modified timestamptz;
 
 `,
   },
+  {
+    version: 4,
+    name: 'Qlik snapshots',
+    sql: (s) => `
+-- Seed 002's cubic_table_ods_snapshots: each reload of a Qlik table (new LOAD files) is a
+-- snapshot, filled in a shadow table file by file and swapped in with its last file's commit.
+CREATE TABLE IF NOT EXISTS ${s}.snapshots (
+  snapshot_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  stream        text NOT NULL,
+  status        text NOT NULL DEFAULT 'loading' CHECK (status IN ('loading', 'complete')),
+  files         text[] NOT NULL DEFAULT '{}',
+  rows          bigint,
+  started_at    timestamptz NOT NULL DEFAULT now(),
+  completed_at  timestamptz
+);
+-- At most one snapshot of a stream is being filled.
+CREATE UNIQUE INDEX IF NOT EXISTS snapshots_loading ON ${s}.snapshots (stream) WHERE status = 'loading';
+CREATE INDEX IF NOT EXISTS snapshots_stream ON ${s}.snapshots (stream, snapshot_id);
+`,
+  },
 ];
 
 // A fixed advisory key serialises concurrent migrators (two runners starting at once).

@@ -29,6 +29,7 @@ import {
   targetFor,
 } from './options.js';
 import { compileRaw, copyErrorLine } from './raw.js';
+import { openSnapshot, type SnapshotPhase, shadowShape, snapshotPhaseOf, swapSnapshot } from './snapshot.js';
 import { quoteIdent, redactSecrets } from './sql.js';
 import { checkpointParams, checkpointUpsertSql, pgLoadLog, readPosition, type Watermark } from './state.js';
 import { prepareTarget, type TargetShape } from './target.js';
@@ -98,6 +99,10 @@ interface OpenUnit {
   commitSent: boolean;
   /** The checkpoint and load row are written (with the last batch's merge); COMMIT is next. */
   recorded: boolean;
+  /** A file of a new snapshot (Qlik reload): rows go to the shadow table (see snapshot.ts). */
+  snapshot: SnapshotPhase | undefined;
+  /** The snapshot is open in this unit's transaction. */
+  snapshotOpen: boolean;
 }
 
 interface StreamSession {
@@ -282,6 +287,8 @@ class PgSinkImpl implements PgSink {
         stats: emptyStats(),
         commitSent: false,
         recorded: false,
+        snapshot: snapshotPhaseOf(batch.meta['snapshot']),
+        snapshotOpen: false,
       };
       session.unit = unit;
     }
@@ -314,6 +321,7 @@ class PgSinkImpl implements PgSink {
             openUnit.late = false;
             openUnit.commitSent = false;
             openUnit.recorded = false;
+            openUnit.snapshotOpen = false;
             for (const buffered of openUnit.buffer!)
               applied = await this.#applyBatch(session, openUnit, buffered);
           } else {
@@ -670,11 +678,13 @@ class PgSinkImpl implements PgSink {
     const records = raw ? raw.records : batch.rows.length;
     if (records === 0) return raw ? { rows: 0, filtered: {} } : undefined;
 
-    const shape = await this.#shape(session);
+    const target = await this.#shape(session);
+    const shape = unit.snapshot ? shadowShape(target, this.schema, session.stream) : target;
+    const into = unit.snapshot ? 'snapshot\u0000' : '';
     let plan: ApplyPlan;
     if (raw) {
       // Pass-through: the plan depends on the file's header and the steps to run in SQL.
-      const signature = `csv\u0000${raw.emptyAsNull}\u0000${raw.header.join('\u0000')}\u0000${JSON.stringify(raw.steps)}`;
+      const signature = `${into}csv\u0000${raw.emptyAsNull}\u0000${raw.header.join('\u0000')}\u0000${JSON.stringify(raw.steps)}`;
       plan =
         session.plans.get(signature) ??
         this.#cachePlan(session, signature, () => {
@@ -683,11 +693,16 @@ class PgSinkImpl implements PgSink {
         });
     } else {
       const columns = batchColumns(batch.rows);
+      const signature = into + columns.join('\u0000');
       plan =
-        session.plans.get(columns.join('\u0000')) ??
-        this.#cachePlan(session, columns.join('\u0000'), () => planApply(shape, columns, this.schema));
+        session.plans.get(signature) ??
+        this.#cachePlan(session, signature, () => planApply(shape, columns, this.schema));
     }
     const client = await this.#stagedTransaction(session, plan);
+    if (unit.snapshot && !unit.snapshotOpen) {
+      await openSnapshot(client, this.schema, target, session.stream, unit.source);
+      unit.snapshotOpen = true;
+    }
     try {
       await this.#stage(client, plan, batch);
     } catch (error) {
@@ -958,6 +973,15 @@ ld AS (
       const written = await client.query({ name: statementName(text), text, values: record.values });
       if (record.fenced && written.rowCount === 0) throw this.#fencedError(batch, unit);
       unit.recorded = true;
+    }
+    if (unit.snapshot && batch.meta.lastOfUnit) {
+      // A file of a new snapshot with no rows still joins it; the last one swaps it in.
+      const target = await this.#shape(session);
+      if (!unit.snapshotOpen) {
+        await openSnapshot(client, this.schema, target, session.stream, unit.source);
+        unit.snapshotOpen = true;
+      }
+      if (unit.snapshot === 'last') await swapSnapshot(client, this.schema, target, session.stream);
     }
     const hook = this.#options.faults?.beforeCommit;
     if (hook) await hook({ stream: batch.stream, source: unit.source });

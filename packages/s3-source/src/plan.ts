@@ -16,6 +16,21 @@ export interface PlannedFile {
   late: boolean;
   /** The object's LastModified as listed, ISO 8601 UTC (recorded in the load log). */
   modified?: string;
+  /**
+   * A LOAD file of a Qlik reload: its rows replace the table's, swapped in atomically with the
+   * commit of the reload's `last` file (pg-sink's snapshots).
+   */
+  snapshot?: 'part' | 'last';
+}
+
+/** A Qlik reload found by the planner: new LOAD files after the table's first baseline. */
+export interface Reload {
+  /** The reload's LOAD files, in number order. */
+  files: string[];
+  /** The earliest LastModified of those files: change files named before it are superseded. */
+  since: string | null;
+  /** Change files older than the reload: never applied, recorded `late_skipped` and moved to late/. */
+  superseded: string[];
 }
 
 export interface Watermark {
@@ -41,6 +56,8 @@ export interface StreamPlan {
   ignored: number;
   /** Why this stream cannot proceed (bad key, late file or ETag change under `error`). */
   error?: string;
+  /** A Qlik reload in this plan (`layout: 'qlik'`). */
+  reload?: Reload;
 }
 
 /** The S3 source's position: where to resume, and the watermark it carries. */
@@ -176,6 +193,8 @@ export interface ArchiveTask extends PlannedFile {
 }
 
 export interface PendingPlan extends StreamPlan {
+  /** Change files a reload superseded: skipped like late files under `lateFiles: 'skip'`. */
+  superseded: PlannedFile[];
   /** The error `read()` throws for this stream, when it cannot proceed. */
   failure?: TributaryError;
   archiveTasks: ArchiveTask[];
@@ -286,6 +305,7 @@ export function planPendingFiles(input: PlanInput): PendingPlan {
   if (freshStream && input.layout !== 'qlik' && pending[0]) {
     pending[0] = { ...pending[0], kind: 'baseline' };
   }
+  const reload = input.layout === 'qlik' && !freshStream ? planReload(pending, late, etagChanged) : undefined;
   if (checkpoint && !checkpoint.done && !ordered.some((o) => o.key === checkpoint.key)) {
     failure = new TributaryError(
       'SOURCE_FAILED',
@@ -330,8 +350,64 @@ export function planPendingFiles(input: PlanInput): PendingPlan {
     ...(resume ? { resume } : {}),
     ignored: input.ignored ?? 0,
     ...(failure ? { error: failure.message, failure } : {}),
+    ...(reload ? { reload: reload.summary } : {}),
+    superseded: reload?.superseded ?? [],
     badKeys,
     resolutions,
+  };
+}
+
+/**
+ * Qlik reload (seed 002: a snapshot "when data collection was started/restarted"): LOAD files
+ * never applied after the table's baseline (they sort before the watermark, so they are late),
+ * or applied ones re-exported with a new ETag. They start a new snapshot whatever the late-file
+ * and ETag policies say, ahead of every change file; change files named before the earliest of
+ * them (by LastModified) belong to the old snapshot and are superseded. Edits the lists in place.
+ */
+function planReload(
+  pending: PlannedFile[],
+  late: PlannedFile[],
+  etagChanged: PlannedFile[],
+): { summary: Reload; superseded: PlannedFile[] } | undefined {
+  const isLoad = (file: PlannedFile) => file.kind === 'baseline';
+  const reloadKeys = new Set([...late, ...etagChanged].filter(isLoad).map((file) => file.key));
+  if (reloadKeys.size === 0) return undefined;
+  const parts = new Map<string, PlannedFile>();
+  for (const file of [...pending, ...late, ...etagChanged]) {
+    // Every LOAD file not yet applied belongs to the new snapshot (a LOAD002 uploaded beside a
+    // re-exported LOAD001 included).
+    if (isLoad(file) && !parts.has(file.key)) parts.set(file.key, file);
+  }
+  const files = [...parts.values()].sort(
+    (a, b) => (qlikLoadNumber(a.key) ?? 0) - (qlikLoadNumber(b.key) ?? 0) || (a.key < b.key ? -1 : 1),
+  );
+  // ISO 8601 UTC strings: the earliest sorts first.
+  const modified = files.map((file) => file.modified).filter((m): m is string => m !== undefined);
+  const since = modified.sort()[0] ?? null;
+  const changes = pending.filter((file) => !isLoad(file));
+  const superseded = since === null ? [] : changes.filter((file) => file.time < since);
+  const stale = new Set(superseded.map((file) => file.key));
+  const remove = (list: PlannedFile[], drop: (file: PlannedFile) => boolean) => {
+    const kept = list.filter((file) => !drop(file));
+    list.splice(0, list.length, ...kept);
+  };
+  remove(late, isLoad);
+  remove(etagChanged, isLoad);
+  pending.splice(
+    0,
+    pending.length,
+    ...files.map(
+      (file, i): PlannedFile => ({
+        ...file,
+        late: false,
+        snapshot: i === files.length - 1 ? 'last' : 'part',
+      }),
+    ),
+    ...changes.filter((file) => !stale.has(file.key)),
+  );
+  return {
+    summary: { files: files.map((file) => file.key), since, superseded: superseded.map((file) => file.key) },
+    superseded: superseded.map((file) => ({ ...file, late: true })),
   };
 }
 

@@ -56,7 +56,7 @@ function commitId(stream: string, position: Position): string {
 }
 
 function publicPlan(plan: PendingPlan): StreamPlan {
-  const { failure: _f, archiveTasks: _a, badKeys: _b, resolutions: _r, ...rest } = plan;
+  const { failure: _f, archiveTasks: _a, badKeys: _b, resolutions: _r, superseded: _s, ...rest } = plan;
   return rest;
 }
 
@@ -328,6 +328,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
           etag: file.etag,
           size: file.size,
           ...(file.modified ? { modified: file.modified } : {}),
+          ...(file.snapshot ? { snapshot: file.snapshot } : {}),
           watermark,
         },
       };
@@ -471,21 +472,35 @@ export function s3Source(options: S3SourceOptions): S3Source {
               continue;
             }
             let watermark = plan.watermark;
-            if (stream.lateFiles === 'skip' && !stream.replayFrom) {
-              for (const file of plan.late) {
-                if (stopping()) break;
-                emit({
-                  type: 'unit-start',
-                  stream: stream.id,
-                  source: file.key,
-                  bytesTotal: file.size,
-                  kind: file.kind,
-                });
-                const batch = skipBatch(stream, file, watermark);
-                track(batch);
-                yield batch;
-                readSomething = true;
-              }
+            if (plan.reload) {
+              emit({
+                type: 'warning',
+                stream: stream.id,
+                message: `Qlik reload: ${plan.reload.files.join(', ')} start a new snapshot${
+                  plan.reload.superseded.length
+                    ? `; ${plan.reload.superseded.length} older change file(s) are superseded (moved to late/, not applied)`
+                    : ''
+                }`,
+                detail: { ...plan.reload },
+              });
+            }
+            const skipped = [
+              ...(stream.lateFiles === 'skip' && !stream.replayFrom ? plan.late : []),
+              ...plan.superseded,
+            ];
+            for (const file of skipped) {
+              if (stopping()) break;
+              emit({
+                type: 'unit-start',
+                stream: stream.id,
+                source: file.key,
+                bytesTotal: file.size,
+                kind: file.kind,
+              });
+              const batch = skipBatch(stream, file, watermark);
+              track(batch);
+              yield batch;
+              readSomething = true;
             }
             for (const file of plan.pending) {
               if (stopping()) break;
