@@ -1,5 +1,17 @@
 import type { Batch, Position, Row, Sink, Source, WriteResult } from '../types.js';
 
+export {
+  type ConformanceCheck,
+  ConformanceError,
+  type SinkConformanceOptions,
+  type SinkUnderTest,
+  type SourceConformanceOptions,
+  type SourceUnderTest,
+  sinkConformance,
+  sourceConformance,
+  unitBatches,
+} from './conformance.js';
+
 /**
  * In-memory stages for unit tests of pure pipeline logic (`@tributary/core/testing`).
  * Real services are used everywhere else.
@@ -88,6 +100,8 @@ export interface MemorySinkOptions {
   beforeWrite?: (batch: Batch<Row>, index: number) => void | Promise<void>;
   /** Start with this committed checkpoint per stream. */
   checkpoints?: Record<string, Position>;
+  /** `rowsOf(stream)` keeps one row per value of this column (last write wins), as a keyed table does. */
+  key?: string;
 }
 
 export interface MemorySink extends Sink<Row> {
@@ -97,6 +111,8 @@ export interface MemorySink extends Sink<Row> {
   readonly pending: Row[];
   readonly aborted: Error | undefined;
   readonly writes: number;
+  /** Committed rows of one stream. */
+  rowsOf(stream: string): Row[];
 }
 
 /**
@@ -106,7 +122,16 @@ export interface MemorySink extends Sink<Row> {
  */
 export function memorySink(options: MemorySinkOptions = {}): MemorySink {
   const committedRows: Row[] = [];
+  const byStream = new Map<string, Row[]>();
   const pending = new Map<string, Row[]>();
+  const { key } = options;
+  const commitRows = (into: Row[], rows: Row[]) => {
+    for (const row of rows) {
+      const at = key === undefined ? -1 : into.findIndex((r) => r[key] === row[key]);
+      if (at >= 0) into[at] = row;
+      else into.push(row);
+    }
+  };
   const positions = new Map<string, Position>(Object.entries(options.checkpoints ?? {}));
   let aborted: Error | undefined;
   let writes = 0;
@@ -124,6 +149,9 @@ export function memorySink(options: MemorySinkOptions = {}): MemorySink {
     get writes() {
       return writes;
     },
+    rowsOf(stream) {
+      return byStream.get(stream) ?? [];
+    },
     async checkpoint(stream) {
       return positions.get(stream) ?? null;
     },
@@ -135,6 +163,9 @@ export function memorySink(options: MemorySinkOptions = {}): MemorySink {
       pending.set(batch.stream, open);
       if (!batch.meta.commit) return { committed: false };
       committedRows.push(...open);
+      const mine = byStream.get(batch.stream) ?? [];
+      commitRows(mine, open);
+      byStream.set(batch.stream, mine);
       pending.delete(batch.stream);
       positions.set(batch.stream, batch.position);
       return { committed: true };
