@@ -124,13 +124,13 @@ function trackFiles(files: Map<string, FileReport>, event: PipelineEvent): void 
       rowsFiltered: 0,
       rowsUpserted: 0,
     };
-    if (typeof meta['size'] === 'number') report.size = meta['size'];
+    if (meta.size !== undefined) report.size = meta.size;
     files.set(key, report);
   }
   report.rowsRead += meta.rowsRead;
   report.rowsFiltered += Object.values(event.filtered).reduce((a, b) => a + b, 0);
   report.rowsUpserted += event.rows;
-  if (meta['late'] === 'skipped') report.status = 'skipped';
+  if (meta.late === 'skipped') report.status = 'skipped';
 }
 
 /**

@@ -47,6 +47,7 @@ export {
 export type {
   Batch,
   BatchMeta,
+  BatchWatermark,
   CheckpointLookup,
   CheckpointStore,
   Condition,

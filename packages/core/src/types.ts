@@ -9,7 +9,20 @@ export type Row = Record<string, unknown>;
 
 export type ExportKind = 'baseline' | 'delta';
 
-export interface BatchMeta {
+/** The newest unit applied so far, by the order its source defines (a file key and its time). */
+export interface BatchWatermark {
+  key: string;
+  /** ISO 8601 UTC. */
+  time: string;
+}
+
+/**
+ * What one stage tells the next about a batch. The fields the sink acts on for exactly-once
+ * effect are typed here (no stage reads another's data by string); what only the producing
+ * source reads back in `committed()` (Kafka topic, partition, offsets) lives in `own`, typed by
+ * that source's `P`.
+ */
+export interface BatchMeta<P = unknown> {
   /** Provenance: the S3 key or `topic/partition` this batch came from. */
   source?: string;
   kind?: ExportKind;
@@ -25,8 +38,37 @@ export interface BatchMeta {
   bytes?: number;
   /** Where each row came from, parallel to `rows`, when the source knows (file, line, record). */
   locations?: InputLocation[];
-  /** Source-specific extras (ETag, size, partition…). */
-  [extra: string]: unknown;
+  /** The unit's version: the S3 object's ETag (re-exported files are told apart by it). */
+  etag?: string;
+  /** The unit's size in bytes (the whole object, not this batch). */
+  size?: number;
+  /** The S3 object's LastModified, ISO 8601 UTC (seed 002's `s3_modified`). */
+  modified?: string;
+  /** The newest unit applied including this one; the stored checkpoint keeps it (never backwards). */
+  watermark?: BatchWatermark | null;
+  /**
+   * `'skipped'`: an empty commit batch for a late file skipped by policy. The load log records it
+   * `late_skipped`; the position moves, the watermark does not.
+   */
+  late?: 'skipped';
+  /**
+   * A unit of a new snapshot (a Qlik reload): its rows replace the target's, swapped in with the
+   * commit of the `'last'` one (pg-sink's snapshots).
+   */
+  snapshot?: 'part' | 'last';
+  /**
+   * Fencing: the stored position this batch continues from. The sink moves the checkpoint only if
+   * it still is `after` (null: none stored yet), else fails the unit `FENCED` (a Kafka member
+   * that lost its partition in a rebalance must not apply a range twice).
+   */
+  fence?: { after: Position | null };
+  /**
+   * An empty batch that carries no rows: `'tick'` moves a stream's position (a partition that
+   * only saw filtered records); `'flush'` asks rolling sinks to write what they hold now.
+   */
+  marker?: 'tick' | 'flush';
+  /** Data only the producing source reads back (in `committed()`). */
+  own?: P;
 }
 
 /**
@@ -88,7 +130,7 @@ export type RowStep =
   | { op: 'rename'; mapping: Readonly<Record<string, string>> }
   | { op: 'text'; rules: Readonly<Record<string, TextRule>> };
 
-export interface Batch<R = Row> {
+export interface Batch<R = Row, P = unknown> {
   /** One ordered stream, `<source-name>/<dataset>`, e.g. `tickets/inc`. */
   stream: string;
   /** The records; empty while `raw` holds them unparsed. */
@@ -97,7 +139,7 @@ export interface Batch<R = Row> {
   raw?: RawCsv;
   /** Where to resume once this batch is committed. */
   position: Position;
-  meta: BatchMeta;
+  meta: BatchMeta<P>;
 }
 
 export type CheckpointLookup = (stream: string) => Promise<Position | null>;

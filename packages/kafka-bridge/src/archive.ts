@@ -1,6 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Batch, Row, Sink, WriteResult } from '@tributary/core';
+import { kafkaRange } from './meta.js';
 
 export interface ArchiveOptions {
   client: S3Client;
@@ -73,9 +74,7 @@ export function kafkaArchiveSink(options: ArchiveOptions): Sink<Row> & { readonl
       return null;
     },
     async write(batch: Batch<Row>): Promise<WriteResult> {
-      const topic = String(batch.meta['topic'] ?? batch.position['topic']);
-      const partition = Number(batch.meta['partition'] ?? batch.position['partition']);
-      const offsets = (batch.meta['offsets'] as string[] | undefined) ?? [];
+      const { topic, partition, offsets = [] } = kafkaRange(batch);
       // Files hold exactly maxRecords rows (count rolls are deterministic from the start
       // offset, so a re-run after a crash rewrites the same keys).
       for (const [i, row] of batch.rows.entries()) {
@@ -90,7 +89,7 @@ export function kafkaArchiveSink(options: ArchiveOptions): Sink<Row> & { readonl
         if (file.lines.length >= maxRecords) await flush(batch.stream);
       }
       const file = open.get(batch.stream);
-      if (file && (now() - file.openedAt >= maxAgeMs || batch.meta['flush'] === true))
+      if (file && (now() - file.openedAt >= maxAgeMs || batch.meta.marker === 'flush'))
         await flush(batch.stream);
       // Committed means "nothing up to this batch is only in memory": Kafka offsets may move.
       return { committed: !open.has(batch.stream) };

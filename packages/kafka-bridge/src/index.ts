@@ -12,6 +12,7 @@ export {
   type SchemaRegistryClient,
   schemaFromColumns,
 } from './encoding.js';
+export { type KafkaBatchMeta, type KafkaRange, kafkaRange } from './meta.js';
 export { FAST_CONSUMER, fastKafkaConfig, HEADER } from './options.js';
 export { kafkaPublishSink, messageKey, type PublishOptions } from './publish.js';
 export { schemaTopicLookup } from './schemas.js';

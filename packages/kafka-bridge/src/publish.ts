@@ -159,11 +159,7 @@ export function kafkaPublishSink(
       // Every message of this batch is acknowledged; the checkpoint store commits the position
       // (and load row) when the unit ends, never before (issue 6: "moves only after every
       // message of the file is acknowledged").
-      return options.checkpoints.write({
-        ...batch,
-        rows: [],
-        meta: { ...batch.meta, published: batch.rows.length },
-      });
+      return options.checkpoints.write({ ...batch, rows: [] });
     },
     async abort(error, stream) {
       await options.checkpoints.abort?.(error, stream);

@@ -9,6 +9,7 @@ import {
   TributaryError,
 } from '@tributary/core';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { type KafkaRange, kafkaRange } from './meta.js';
 import { FAST_CONSUMER, HEADER } from './options.js';
 
 export interface SubscribeOptions {
@@ -225,12 +226,14 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
                   lastOfUnit: true,
                   rowsRead: slice.length,
                   filtered: rows.length < slice.length ? { 'dead-letter': slice.length - rows.length } : {},
-                  topic: batch.topic,
-                  partition,
-                  firstOffset: slice[0]!.offset,
-                  lastOffset: last.offset,
-                  offsets,
-                  previousPosition: previous,
+                  fence: { after: previous },
+                  own: {
+                    topic: batch.topic,
+                    partition,
+                    firstOffset: slice[0]!.offset,
+                    lastOffset: last.offset,
+                    offsets,
+                  } satisfies KafkaRange,
                 },
               },
             };
@@ -352,7 +355,7 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
           for (const position of lastPositions.values()) {
             yield {
               ...tickBatch(streamFor(position.topic, position.partition), position),
-              meta: { ...tickBatch('', position).meta, commit: true, flush: true },
+              meta: { ...tickBatch('', position).meta, commit: true, marker: 'flush' },
             };
           }
         }
@@ -372,8 +375,7 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
     },
     async committed(batch) {
       const item = pendingCommits.get(batch);
-      const topic = String(batch.meta['topic'] ?? batch.position['topic']);
-      const partition = Number(batch.meta['partition'] ?? batch.position['partition']);
+      const { topic, partition } = kafkaRange(batch);
       faultPoint('kafka:subscriber-after-commit'); // Postgres committed, Kafka offset not yet (issue 7)
       // Kafka's committed offset follows the Postgres commit, for lag tooling only.
       if (consumer && batch.position['offset'] !== undefined) {
@@ -386,7 +388,7 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
       // A rolling sink commits several batches at once: settle every earlier batch of the partition.
       for (const [b, pending] of pendingCommits) {
         if (
-          b.meta['partition'] === partition &&
+          kafkaRange(b).partition === partition &&
           BigInt(String(b.position['offset'])) <= BigInt(String(batch.position['offset']))
         ) {
           pending.done?.resolve();
@@ -419,9 +421,8 @@ function tickBatch(stream: string, position: KafkaPosition): Batch<Row> {
       commit: false,
       rowsRead: 0,
       filtered: {},
-      tick: true,
-      topic: position.topic,
-      partition: position.partition,
+      marker: 'tick',
+      own: { topic: position.topic, partition: position.partition } satisfies KafkaRange,
     },
   };
 }

@@ -11,6 +11,7 @@ import {
   createDecoder,
   fastKafkaConfig,
   HEADER,
+  type KafkaBatchMeta,
   kafkaArchiveSink,
   kafkaPublishSink,
   kafkaSubscribeSource,
@@ -160,7 +161,8 @@ describe('kafka bridge (kafkajs over TCP)', () => {
       {
         onEvent: (event) => {
           if (event.type === 'batch-read' && ++read === 2) secondRead();
-          if (event.type === 'batch-written') offsets.push(String(event.meta['lastOffset']));
+          if (event.type === 'batch-written')
+            offsets.push(String((event.meta as KafkaBatchMeta).own?.lastOffset));
         },
       },
     );

@@ -29,9 +29,9 @@ import {
   targetFor,
 } from './options.js';
 import { compileRaw, copyErrorLine } from './raw.js';
-import { openSnapshot, type SnapshotPhase, shadowShape, snapshotPhaseOf, swapSnapshot } from './snapshot.js';
+import { openSnapshot, type SnapshotPhase, shadowShape, swapSnapshot } from './snapshot.js';
 import { quoteIdent, redactSecrets } from './sql.js';
-import { checkpointParams, checkpointUpsertSql, pgLoadLog, readPosition, type Watermark } from './state.js';
+import { checkpointParams, checkpointUpsertSql, pgLoadLog, readPosition } from './state.js';
 import { prepareTarget, type TargetShape } from './target.js';
 
 export interface RunInfo {
@@ -169,10 +169,6 @@ function statementName(text: string): string {
   return name;
 }
 
-function metaString(value: unknown): string | null {
-  return typeof value === 'string' ? value : null;
-}
-
 function metaNumber(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
 }
@@ -276,9 +272,9 @@ class PgSinkImpl implements PgSink {
       unit = {
         source: batch.meta.source ?? batch.stream,
         kind: batch.meta.kind ?? null,
-        etag: metaString(batch.meta['etag']),
-        size: metaNumber(batch.meta['size']),
-        modified: metaDate(batch.meta['modified']),
+        etag: batch.meta.etag ?? null,
+        size: metaNumber(batch.meta.size),
+        modified: metaDate(batch.meta.modified),
         late: false,
         startedAt: new Date(),
         buffer: [],
@@ -287,7 +283,7 @@ class PgSinkImpl implements PgSink {
         stats: emptyStats(),
         commitSent: false,
         recorded: false,
-        snapshot: snapshotPhaseOf(batch.meta['snapshot']),
+        snapshot: batch.meta.snapshot,
         snapshotOpen: false,
       };
       session.unit = unit;
@@ -674,7 +670,7 @@ class PgSinkImpl implements PgSink {
     for (const [name, count] of Object.entries(meta.filtered))
       stats.filtered[name] = (stats.filtered[name] ?? 0) + count;
     stats.bytes += meta.bytes ?? 0;
-    if (meta['late'] === 'skipped') unit.late = true;
+    if (meta.late === 'skipped') unit.late = true;
     const records = raw ? raw.records : batch.rows.length;
     if (records === 0) return raw ? { rows: 0, filtered: {} } : undefined;
 
@@ -883,17 +879,17 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
     merged?: { records: number; filterNames: string[] },
   ): { ctes: string; insert: string; values: unknown[]; fenced: boolean } {
     const { stats } = unit;
-    const watermark = unit.late ? undefined : (batch.meta['watermark'] as Watermark | undefined);
+    const watermark = unit.late ? undefined : batch.meta.watermark;
     const cp = checkpointParams(batch.stream, batch.position, {
       source: unit.source,
       watermark: watermark && typeof watermark.key === 'string' ? watermark : null,
     });
     const filteredTotal = Object.values(stats.filtered).reduce((a, b) => a + b, 0);
-    // A source may say which stored position the batch continues from (`previousPosition`):
-    // the checkpoint then moves only if it still is that one, so a writer that lost its
-    // partition in a rebalance while the batch was in flight cannot apply it twice.
-    const fenced = 'previousPosition' in batch.meta;
-    const previous = batch.meta['previousPosition'];
+    // A source may say which stored position the batch continues from (`fence.after`): the
+    // checkpoint then moves only if it still is that one, so a writer that lost its partition
+    // in a rebalance while the batch was in flight cannot apply it twice.
+    const fenced = batch.meta.fence !== undefined;
+    const previous = batch.meta.fence?.after;
     const values: unknown[] = [
       ...cp,
       this.#runId,

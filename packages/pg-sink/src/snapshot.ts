@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { TributaryError } from '@tributary/core';
+import { type BatchMeta, TributaryError } from '@tributary/core';
 import type pg from 'pg';
 import { quoteIdent } from './sql.js';
 import type { TargetShape } from './target.js';
@@ -15,11 +15,7 @@ import type { TargetShape } from './target.js';
  * file that completes the snapshot. The first part opens the snapshot (a `loading` row in
  * `<schema>.snapshots`); a crash between parts leaves it open and the remaining parts continue it.
  */
-export type SnapshotPhase = 'part' | 'last';
-
-export function snapshotPhaseOf(value: unknown): SnapshotPhase | undefined {
-  return value === 'part' || value === 'last' ? value : undefined;
-}
+export type SnapshotPhase = NonNullable<BatchMeta['snapshot']>;
 
 /** The shadow table of a stream: `<schema>."snapshot_<hash>"` (a stream id may be any length). */
 export function shadowTable(controlSchema: string, stream: string): string {

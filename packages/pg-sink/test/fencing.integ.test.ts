@@ -5,7 +5,7 @@ import { fileBatch, idValueTarget } from './helpers.js';
 
 // Regression (issue 7, reliability suite): two Kafka group members applied the same offsets
 // after a rebalance while a batch was in flight. A batch that names the stored position it
-// continues from (`meta.previousPosition`) commits only while that is still the stored one.
+// continues from (`meta.fence.after`) commits only while that is still the stored one.
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -22,7 +22,7 @@ function member(table: string): PgSink {
 
 const at = (offset: string) => ({ topic: 't', partition: 0, offset });
 
-describe('previousPosition fencing', () => {
+describe('fencing (meta.fence.after)', () => {
   it('a batch whose previous position is no longer the stored one rolls back; the next one applies', async () => {
     const table = randomName('fence');
     const stream = 'kafka/g/t/0';
@@ -30,11 +30,11 @@ describe('previousPosition fencing', () => {
     const b = member(table);
     try {
       await expect(
-        a.write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'a' }], { previousPosition: null }, at('1'))),
+        a.write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'a' }], { fence: { after: null } }, at('1'))),
       ).resolves.toEqual({ committed: true });
       // The stale member applies the same range again, from the same starting point.
       const stale = await b
-        .write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'stale' }], { previousPosition: null }, at('1')))
+        .write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'stale' }], { fence: { after: null } }, at('1')))
         .catch((e: unknown) => e);
       expect(stale).toMatchObject({ code: 'FENCED', retriable: true, stream });
       expect((stale as Error).message).toMatch(/stored position moved while it was in flight/);
@@ -42,7 +42,7 @@ describe('previousPosition fencing', () => {
       expect(rows.rows).toEqual([{ id: 1, v: 'a' }]);
       // Continuing from the stored position applies.
       await expect(
-        b.write(fileBatch(stream, 't/0/2-2', [{ id: '2', v: 'b' }], { previousPosition: at('1') }, at('2'))),
+        b.write(fileBatch(stream, 't/0/2-2', [{ id: '2', v: 'b' }], { fence: { after: at('1') } }, at('2'))),
       ).resolves.toEqual({ committed: true });
       const loads = await db.pool.query(
         `SELECT source, status FROM tributary.loads WHERE stream = $1 AND status = 'loaded' ORDER BY load_id`,

@@ -372,7 +372,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
     const stream = streamsById.get(batch.stream);
     const position = toS3Position(batch.position);
     if (!stream || stream.replayFrom || !position) return;
-    let size = typeof batch.meta['size'] === 'number' ? batch.meta['size'] : undefined;
+    let size = batch.meta.size;
     if (size === undefined) {
       const head = await client.send(new HeadObjectCommand({ Bucket: stream.bucket, Key: position.key }));
       size = head.ContentLength ?? 0;
@@ -380,7 +380,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
     await archiveQuietly(
       stream,
       { key: position.key, etag: position.etag, size },
-      batch.meta['late'] === 'skipped' ? 'late' : 'processed',
+      batch.meta.late === 'skipped' ? 'late' : 'processed',
     );
   }
 
