@@ -22,6 +22,7 @@ export const ErrorCodes = [
   'POISON_MESSAGE',
   'STREAMS_FAILED',
   'INTERNAL',
+  'REJECT_LIMIT',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -89,22 +90,50 @@ export function causeChain(error: unknown): unknown[] {
   return chain;
 }
 
-// Node's socket-level errors that mean "the peer went away, try again".
+// Node's socket-level errors that mean "the peer went away, try again". ENOTFOUND is not one:
+// a host name that does not resolve is a configuration error (EAI_AGAIN is the DNS hiccup).
 const TRANSIENT_NODE_CODES = new Set([
   'ECONNRESET',
   'ECONNREFUSED',
   'EPIPE',
   'ETIMEDOUT',
   'EAI_AGAIN',
-  'ENOTFOUND',
   'ECONNABORTED',
   'UND_ERR_SOCKET',
 ]);
 
 // PostgreSQL SQLSTATEs after which re-running the whole transaction is correct:
-// serialization_failure, deadlock_detected, admin/crash shutdown, cannot_connect_now,
-// and class 08 (connection exceptions).
-const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '57P01', '57P02', '57P03']);
+// serialization_failure, deadlock_detected, too_many_connections, admin/crash shutdown,
+// cannot_connect_now, and class 08 (connection exceptions) except 08P01 (protocol violation).
+const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '53300', '57P01', '57P02', '57P03']);
+
+// HTTP statuses worth another try (smithy's service-error classification): throttling and
+// the server-side transient ones. 501 Not Implemented and other 5xx are permanent.
+const TRANSIENT_HTTP_STATUSES = new Set([429, 500, 502, 503, 504]);
+
+// Error names (AWS and S3-compatible services) for throttling and server-side timeouts.
+const TRANSIENT_ERROR_NAMES = new Set([
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'ThrottledException',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'BandwidthLimitExceeded',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'TimeoutError',
+  'InternalError',
+]);
+
+/** Whether an error carries a classification of its own (a code, a status, a specific name). */
+function speaks(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return true;
+  const { code, name, $metadata } = error as { code?: unknown; name?: unknown; $metadata?: unknown };
+  return code !== undefined || $metadata !== undefined || (typeof name === 'string' && name !== 'Error');
+}
 
 function isTransientOne(error: unknown): boolean {
   if (error instanceof TributaryError) return error.retriable;
@@ -117,12 +146,12 @@ function isTransientOne(error: unknown): boolean {
   };
   if (typeof code === 'string') {
     if (TRANSIENT_NODE_CODES.has(code)) return true;
-    if (TRANSIENT_SQLSTATES.has(code) || code.startsWith('08')) return true;
+    if (TRANSIENT_SQLSTATES.has(code) || (/^08[0-9A-Z]{3}$/.test(code) && code !== '08P01')) return true;
   }
-  if ($retryable) return true; // AWS SDK v3 marks throttling and 5xx this way
+  if ($retryable) return true; // AWS SDK v3 marks throttling and transient errors this way
   const status = $metadata?.httpStatusCode;
-  if (typeof status === 'number' && (status >= 500 || status === 429)) return true;
-  if (name === 'SlowDown' || name === 'ThrottlingException' || name === 'RequestTimeout') return true;
+  if (typeof status === 'number' && TRANSIENT_HTTP_STATUSES.has(status)) return true;
+  if (typeof name === 'string' && TRANSIENT_ERROR_NAMES.has(name)) return true;
   const message = (error as { message?: unknown }).message;
   return (
     typeof message === 'string' &&
@@ -138,12 +167,15 @@ function isTransientOne(error: unknown): boolean {
  * (pg SQLSTATE, Node socket code, AWS SDK retryable flag or status) is classified.
  */
 export function isTransient(error: unknown): boolean {
+  if (isExhausted(error)) return false;
   for (const e of causeChain(error)) {
     if (e instanceof TributaryError) {
       if (!e.retriable) return false;
       continue;
     }
-    return isTransientOne(e);
+    if (isTransientOne(e)) return true;
+    if (speaks(e)) return false;
+    // A plain Error with no code, status or name of its own only wraps: its cause decides.
   }
   return causeChain(error).some((e) => e instanceof TributaryError && e.retriable);
 }
@@ -161,4 +193,21 @@ export function toTributaryError(error: unknown, code: ErrorCode, message?: stri
   if (error instanceof TributaryError) return error;
   const text = message ?? (error instanceof Error ? error.message : String(error));
   return new TributaryError(code, text, { cause: error, retriable: isTransient(error) });
+}
+
+// Errors a retry layer already retried to the end of its budget (see retry.ts).
+const exhaustedErrors = new WeakSet<object>();
+
+/**
+ * Marks an error as having used up its retry budget: `isTransient` is false for it from now on,
+ * so an outer layer (the pipeline's re-run, a sink's replay) does not multiply the attempts.
+ */
+export function markExhausted<E>(error: E): E {
+  if (typeof error === 'object' && error !== null) exhaustedErrors.add(error);
+  return error;
+}
+
+/** True when a retry layer gave up on this error (or on one in its cause chain). */
+export function isExhausted(error: unknown): boolean {
+  return causeChain(error).some((e) => typeof e === 'object' && e !== null && exhaustedErrors.has(e));
 }

@@ -29,12 +29,16 @@ export const FAULT_POINTS = [
   's3-source:mid-download',
   'pg-sink:mid-copy',
   'pg-sink:after-upsert',
+  'pg-sink:after-reject',
   'pg-sink:after-commit',
   's3-source:after-archive-copy',
   's3-source:after-archive-record',
   's3-source:watch-sleep',
   'kafka:subscriber-after-commit',
   'kafka:publisher-after-send',
+  'pg-source:mid-copy',
+  'pg-source:after-upload',
+  'pg-source:after-watermark',
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

@@ -5,7 +5,9 @@ export {
   formatLocation,
   type InputLocation,
   isAbortError,
+  isExhausted,
   isTransient,
+  markExhausted,
   TributaryError,
   type TributaryErrorOptions,
   toTributaryError,
@@ -13,6 +15,14 @@ export {
 } from './errors.js';
 export { FAULT_POINTS, type FaultPoint, faultPoint } from './faults.js';
 export { type PipelineOptions, type PipelineResult, pipeline, streamsFailure } from './pipeline.js';
+export {
+  DEFAULT_RETRY_POLICY,
+  type RetryContext,
+  type RetryPolicy,
+  retry,
+  retryDelay,
+  retryIterable,
+} from './retry.js';
 export {
   type RestartPolicy,
   type RunStreamsOptions,
@@ -61,6 +71,8 @@ export type {
   Position,
   RawCsv,
   ReadContext,
+  RejectedRecord,
+  RejectPolicy,
   Row,
   RowStep,
   Sink,

@@ -98,8 +98,17 @@ function stepTransform(step: RowStep): (batch: Batch<Row>) => Batch<Row> {
 export function materialize(batch: Batch<Row>): Batch<Row> {
   const { raw, ...rest } = batch;
   if (!raw) return batch;
-  const { rows, locations } = raw.parse();
-  let out: Batch<Row> = { ...rest, rows, meta: { ...batch.meta, locations } };
+  let out: Batch<Row>;
+  if (batch.meta.onError && raw.parseChecked) {
+    // Under a reject policy, malformed records travel on to the sink's dead-letter table.
+    const { rows, locations, rejected } = raw.parseChecked();
+    const meta = { ...batch.meta, locations };
+    if (rejected.length) meta.rejected = [...(batch.meta.rejected ?? []), ...rejected];
+    out = { ...rest, rows, meta };
+  } else {
+    const { rows, locations } = raw.parse();
+    out = { ...rest, rows, meta: { ...batch.meta, locations } };
+  }
   for (const step of raw.steps) out = stepTransform(step)(out);
   return out;
 }

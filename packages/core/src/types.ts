@@ -9,6 +9,32 @@ export type Row = Record<string, unknown>;
 
 export type ExportKind = 'baseline' | 'delta';
 
+/**
+ * What a stream does with rows that do not parse or cast. Absent on a batch: `abort` (fail the
+ * file, fail loud: invariant 6). `skip-row` sets them aside in the sink's dead-letter table, in
+ * the file's own transaction; `skip-file` records the whole file `rejected` and moves on.
+ */
+export interface RejectPolicy {
+  onError: 'skip-row' | 'skip-file';
+  /** skip-row only: more rejected rows than this in one file fail it as under `abort`. */
+  maxRejected?: { count: number } | { percent: number };
+}
+
+/** A record set aside under a `RejectPolicy`, with where it was and why. */
+export interface RejectedRecord {
+  /** Input line (1-based) the record starts on, when known. */
+  line?: number;
+  /** The file's data record number (1-based), when known. */
+  record?: number;
+  /** The column at fault (name, or 1-based position for a malformed row), when known. */
+  column?: string;
+  /** `MALFORMED_ROW`, `CAST_FAILED`, `BAD_KEY`… */
+  code: string;
+  message: string;
+  /** The record as it was in the file (or as JSON when only the parsed row is known). */
+  text: string | null;
+}
+
 /** The newest unit applied so far, by the order its source defines (a file key and its time). */
 export interface BatchWatermark {
   key: string;
@@ -67,6 +93,13 @@ export interface BatchMeta<P = unknown> {
    * only saw filtered records); `'flush'` asks rolling sinks to write what they hold now.
    */
   marker?: 'tick' | 'flush';
+  /** Rows that do not parse or cast are set aside instead of failing the file (absent: abort). */
+  onError?: RejectPolicy;
+  /**
+   * Records of this batch the source could not parse and set aside under `onError` (they are
+   * counted in `rowsRead`, not in `rows`); the sink records them with the batch.
+   */
+  rejected?: RejectedRecord[];
   /** Data only the producing source reads back (in `committed()`). */
   own?: P;
 }
@@ -93,6 +126,12 @@ export interface RawCsv {
   line(index: number): number;
   /** Parses the records into rows with their locations (fails like the row path on bad input). */
   parse(): { rows: Row[]; locations: InputLocation[] };
+  /**
+   * Parses the records, setting aside those with the wrong number of fields instead of failing
+   * (a `RejectPolicy`'s slow path). `texts` holds each kept row's record as in the file. Input
+   * whose record boundaries are in doubt (a stray quote) still fails, like `parse()`.
+   */
+  parseChecked?(): { rows: Row[]; locations: InputLocation[]; texts: string[]; rejected: RejectedRecord[] };
 }
 
 /**
@@ -159,6 +198,10 @@ export type PipelineEvent =
       /** Rows dropped by filters, by filter name. */
       filtered: Record<string, number>;
       committed: boolean;
+      /** Rows the sink set aside under the batch's `onError` policy (dead-letter table). */
+      rejected?: number;
+      /** The unit was recorded `rejected` (not applied) under `onError: 'skip-file'`. */
+      unitRejected?: boolean;
     }
   /** A commit unit (file) committed; `rows` counts all its rows written to the sink. */
   | { type: 'committed'; stream: string; source?: string; position: Position; rows: number }
@@ -179,7 +222,7 @@ export type PipelineEvent =
 export type EmitEvent = (event: PipelineEvent) => void;
 
 /** Lifecycle of one applied file or Kafka offset range in the load log (`tributary.loads`). */
-export type LoadStatus = 'ingesting' | 'loaded' | 'archived' | 'late_skipped' | 'failed';
+export type LoadStatus = 'ingesting' | 'loaded' | 'archived' | 'late_skipped' | 'rejected' | 'failed';
 
 export interface LoadRecord {
   stream: string;
@@ -231,8 +274,11 @@ export interface ReadContext {
 export interface Source<R = Row> {
   readonly name: string;
   read(context: ReadContext): AsyncIterable<Batch<R>>;
-  /** Side effects allowed only after the sink committed this batch (archiving, offset commit). */
-  committed?(batch: Batch<R>): Promise<void>;
+  /**
+   * Side effects allowed only after the sink committed this batch (archiving, offset commit);
+   * `result` is what the sink said of it (a file rejected under `onError: 'skip-file'`).
+   */
+  committed?(batch: Batch<R>, result?: WriteResult): Promise<void>;
   close?(): Promise<void>;
   /** The streams this source reads, when known up front (see `only`). */
   readonly streams?: readonly string[];
@@ -257,6 +303,12 @@ export interface WriteResult {
   rows?: number;
   /** Rows the sink's own filters dropped (raw batches), by filter name. */
   filtered?: Record<string, number>;
+  /** Rows set aside under the batch's `onError` policy (in this batch, or the whole file when rejected). */
+  rejected?: number;
+  /** The unit was not applied: it was recorded `rejected` under `onError: 'skip-file'`. */
+  unitRejected?: boolean;
+  /** Things the operator should know that did not stop the write (emitted as `warning` events). */
+  warnings?: string[];
 }
 
 export interface CheckpointStore {

@@ -5,12 +5,14 @@ export {
   ConformanceError,
   type SinkConformanceOptions,
   type SinkUnderTest,
-  type SourceConformanceOptions,
-  type SourceUnderTest,
   sinkConformance,
-  sourceConformance,
   unitBatches,
 } from './conformance.js';
+export {
+  type SourceConformanceOptions,
+  type SourceUnderTest,
+  sourceConformance,
+} from './source-conformance.js';
 
 /**
  * In-memory stages for unit tests of pure pipeline logic (`@tributary/core/testing`).
