@@ -3,7 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { faultPoint, TributaryError } from '@tributary/core';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { QLIK_HEADER_PREFIX, QLIK_OPER, QLIK_SEQ, QLIK_TIMESTAMP, qlikOf } from './options.js';
+import { unknownColumns } from './drift.js';
+import { QLIK_OPER, QLIK_SEQ, QLIK_TIMESTAMP, qlikOf } from './options.js';
 import { copyTextValue, quoteIdent } from './sql.js';
 import type { TargetShape } from './target.js';
 
@@ -55,6 +56,12 @@ export interface ApplyPlan {
   locateParams: unknown[];
   /** Column names in `locate`'s `col` numbering. */
   locateColumns: string[];
+  /**
+   * A `RejectPolicy`'s slow path: deletes every staged row with a value that does not cast (or
+   * an empty key) and returns them (`ord0`: 0-based in the batch, `col`, `col_value`), in file
+   * order. Same parameters as `locate`.
+   */
+  rejectCasts: string;
 }
 
 export interface ApplyCounts {
@@ -66,6 +73,7 @@ export interface ApplyCounts {
 // Types whose values have no equality operator: compared as text in the "row differs" test.
 const COMPARE_AS_TEXT = new Set(['json', 'xml', 'point', 'line', 'lseg', 'box', 'path', 'polygon', 'circle']);
 const DELETE_FLAG = '__tributary_delete';
+const VALID_TO = '__tributary_valid_to';
 
 /** The union of the rows' keys, in first-seen order. */
 export function batchColumns(rows: readonly Record<string, unknown>[]): string[] {
@@ -90,15 +98,15 @@ export function planApply(
   columns: string[],
   controlSchema: string,
   input: StageInput = rowStage(columns),
+  /** `ignore`: columns the target lacks are left out (schemaDrift freeze-extra). */
+  extraColumns: 'fail' | 'ignore' = 'fail',
 ): ApplyPlan {
   const { target } = shape;
   const mode = target.mode ?? 'upsert';
   const deleteColumn = target.deletes?.column;
   // Qlik: the change-table `header__` columns steer the apply and are not stored (unless kept).
   const qlik = qlikOf(target);
-  const notStored = (c: string) =>
-    qlik !== undefined && !qlik.keepHeaders && c.startsWith(QLIK_HEADER_PREFIX);
-  const unknown = columns.filter((c) => !shape.columns.has(c) && c !== deleteColumn && !notStored(c));
+  const unknown = extraColumns === 'ignore' ? [] : unknownColumns(shape, columns);
   if (unknown.length) {
     throw new TributaryError(
       'SCHEMA_DRIFT',
@@ -194,6 +202,16 @@ export function planApply(
       : undefined;
   const history = mode === 'history';
   const maintainValidFrom = history && shape.columns.has('valid_from') && !columns.includes('valid_from');
+  // Seed 003: a version starts when the source says it changed (a date/time version column),
+  // else when it was loaded; the version it replaces ends there.
+  const sourceTime =
+    maintainValidFrom &&
+    versionColumn &&
+    applied.includes(versionColumn) &&
+    shape.columns.get(versionColumn)?.category === 'D'
+      ? (alias: string) => `coalesce(${alias}.${quoteIdent(versionColumn)}::timestamptz, now())`
+      : undefined;
+  const validFrom = sourceTime ?? (() => 'now()');
 
   const nonKey = applied.filter((c) => !keys.includes(c));
   const cmp = (alias: string, c: string) => {
@@ -230,7 +248,7 @@ export function planApply(
   }
   if (maintainValidFrom) {
     insertCols.push('valid_from');
-    insertExprs.push('now()');
+    insertExprs.push(validFrom('src'));
   }
   if (history) {
     // The replaced (or deleted) version goes to <table>_history, read before this statement
@@ -242,12 +260,13 @@ export function planApply(
       ? `(src.${DELETE_FLAG}${guard('src')}) OR (NOT src.${DELETE_FLAG} AND ${differs('src')}${guard('src')})`
       : `${differs('src')}${guard('src')}`;
     ctes.push(`old AS (
-  SELECT ${tableCols.map((c) => `t.${q(c)}`).join(', ')} FROM ${shape.name} t JOIN src ON ${keyJoin}
+  SELECT ${tableCols.map((c) => `t.${q(c)}`).join(', ')}, ${validFrom('src')} AS ${VALID_TO}
+    FROM ${shape.name} t JOIN src ON ${keyJoin}
    WHERE ${replaced}
 )`);
     ctes.push(`hist AS (
   INSERT INTO ${shape.historyName} (${tableCols.map(q).join(', ')}, "valid_to")
-  SELECT ${tableCols.map((c) => `old.${q(c)}`).join(', ')}, now() FROM old
+  SELECT ${tableCols.map((c) => `old.${q(c)}`).join(', ')}, old.${VALID_TO} FROM old
 )`);
   }
   if (hardDeletes) {
@@ -324,6 +343,15 @@ export function planApply(
   // Raw staging: `ord` keeps counting across batches of a session, so it is made relative to
   // the batch's first row (1-based, as the error path expects).
   const ord = input.csv ? `s.ord - (SELECT min(ord) - 1 FROM ${stage})` : 's.ord';
+  // The first bad column of each bad row (a row is set aside once).
+  const rejectCasts = checks.length
+    ? `WITH ${typedParams ? `${typedParams}, ` : ''}bad AS (
+  SELECT DISTINCT ON (s.ord) s.ord, ${ord}${input.csv ? ' - 1' : ''} AS ord0, v.col, v.col_value FROM ${stage} s
+  CROSS JOIN LATERAL (VALUES ${checks.join(', ')}) v(col, col_value, bad) WHERE v.bad${keep ? ` AND ${keep}` : ''}
+   ORDER BY s.ord, v.col
+), gone AS (DELETE FROM ${stage} s USING bad WHERE s.ord = bad.ord)
+SELECT ord0::int AS ord0, col, col_value FROM bad ORDER BY ord0`
+    : `${typedParams ? `WITH ${typedParams} ` : ''}SELECT NULL::int AS ord0, NULL::int AS col, NULL::text AS col_value WHERE false`;
   const locate = checks.length
     ? `${typedParams ? `WITH ${typedParams} ` : ''}SELECT ${ord} AS ord, v.col, v.col_value FROM ${stage} s
   CROSS JOIN LATERAL (VALUES ${checks.join(', ')}) v(col, col_value, bad) WHERE v.bad${keep ? ` AND ${keep}` : ''} LIMIT 1`
@@ -343,6 +371,7 @@ export function planApply(
     locate,
     locateParams,
     locateColumns,
+    rejectCasts,
   };
 }
 
@@ -370,6 +399,21 @@ export async function copyRows(
   }
   const stream = client.query(copyFrom(plan.copy));
   await pipeline(Readable.from(chunks(), { objectMode: false }), stream);
+}
+
+/** Rows as CSV records in `header` order (nulls as unquoted empty fields, everything else quoted). */
+export function encodeCsv(rows: readonly Record<string, unknown>[], header: readonly string[]): Buffer {
+  let text = '';
+  for (const row of rows) {
+    text += header
+      .map((name) => {
+        const value = row[name];
+        return value === null || value === undefined ? '' : `"${String(value).replaceAll('"', '""')}"`;
+      })
+      .join(',');
+    text += '\n';
+  }
+  return Buffer.from(text, 'utf8');
 }
 
 /** Streams raw CSV records (pass-through) into the staging table as they are. */

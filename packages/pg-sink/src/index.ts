@@ -1,3 +1,4 @@
+export type { AfterCommitHook, CommittedUnit } from './after-commit.js';
 export { type ApplyPlan, planApply } from './apply.js';
 export { type MigrateOptions, type Migration, migrate, migrations } from './migrations.js';
 export type {
@@ -7,6 +8,7 @@ export type {
   LockOptions,
   PgSinkOptions,
   QlikTarget,
+  SchemaDrift,
   TargetResolver,
   TargetTable,
   WriteMode,

@@ -158,6 +158,156 @@ CREATE UNIQUE INDEX IF NOT EXISTS snapshots_loading ON ${s}.snapshots (stream) W
 CREATE INDEX IF NOT EXISTS snapshots_stream ON ${s}.snapshots (stream, snapshot_id);
 `,
   },
+  {
+    version: 5,
+    name: 'rejected rows',
+    sql: (s) => `
+-- Issue 17: rows set aside under a stream's onError policy, written in the same transaction as
+-- the file's good rows, load row and checkpoint (a crash neither loses nor doubles them).
+CREATE TABLE IF NOT EXISTS ${s}.rejected_rows (
+  rejected_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  stream          text NOT NULL,
+  source          text NOT NULL,
+  etag            text,
+  line            bigint,
+  record          bigint,
+  column_name     text,
+  error_code      text NOT NULL,
+  message         text NOT NULL,
+  record_text     text,
+  rejected_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS rejected_rows_stream_idx ON ${s}.rejected_rows (stream, rejected_at DESC);
+CREATE INDEX IF NOT EXISTS rejected_rows_source_idx ON ${s}.rejected_rows (stream, source);
+
+ALTER TABLE ${s}.loads ADD COLUMN IF NOT EXISTS rows_rejected bigint NOT NULL DEFAULT 0;
+-- 'rejected': a file not applied under onError: 'skip-file' (moved to rejected/).
+ALTER TABLE ${s}.loads DROP CONSTRAINT IF EXISTS loads_status_check;
+ALTER TABLE ${s}.loads ADD CONSTRAINT loads_status_check
+  CHECK (status IN ('ingesting', 'loaded', 'archived', 'late_skipped', 'rejected', 'failed'));
+
+-- Rows and files rejected in the last 24 hours, per stream; zero rows = nothing set aside.
+CREATE OR REPLACE VIEW ${s}.v_rejected_rows AS
+SELECT stream,
+       sum(rows_rejected) FILTER (WHERE status <> 'rejected') AS rows_rejected,
+       count(*) FILTER (WHERE status <> 'rejected' AND rows_rejected > 0) AS files_with_rejected_rows,
+       count(*) FILTER (WHERE status = 'rejected') AS files_rejected,
+       max(finished_at) AS last_rejected_at
+  FROM ${s}.loads
+ WHERE rows_rejected > 0 AND started_at > now() - interval '24 hours'
+   AND status IN ('loaded', 'archived', 'rejected')
+ GROUP BY stream;
+`,
+  },
+  {
+    version: 6,
+    name: 'after-commit hooks and schema changes',
+    sql: (s) => `
+-- Issue 17: each run of an after-commit hook (target.afterCommit, onCommitted), with its outcome.
+-- A row with finished_at null is running (or its process died mid-run).
+CREATE TABLE IF NOT EXISTS ${s}.after_commit (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  stream       text NOT NULL,
+  source       text,
+  target       text,
+  hook         text NOT NULL,
+  sql          text,
+  started_at   timestamptz NOT NULL DEFAULT now(),
+  finished_at  timestamptz,
+  ok           boolean,
+  error        text,
+  duration_ms  bigint
+);
+CREATE INDEX IF NOT EXISTS after_commit_hook_idx ON ${s}.after_commit (hook, started_at DESC);
+CREATE INDEX IF NOT EXISTS after_commit_stream_idx ON ${s}.after_commit (stream, id DESC);
+
+-- Issue 17: columns added or ignored under target.schemaDrift, written in the transaction of
+-- the file that brought them (a rolled-back file leaves neither the column nor its row).
+CREATE TABLE IF NOT EXISTS ${s}.schema_changes (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  stream       text NOT NULL,
+  file         text NOT NULL,
+  table_name   text NOT NULL,
+  column_name  text NOT NULL,
+  change       text NOT NULL,  -- 'added' (evolve); freeze-extra changes nothing and only warns
+  type         text,
+  at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS schema_changes_stream_idx ON ${s}.schema_changes (stream, id DESC);
+`,
+  },
+  {
+    version: 7,
+    name: 'extract control tables',
+    sql: (s) => `
+-- Seed 001 §4 (Phase A/E): the extract side. One watermark row per extract stream (table):
+-- the closed upper bound of the last uploaded run; advanced only after its file is uploaded.
+CREATE TABLE IF NOT EXISTS ${s}.extract_watermarks (
+  stream                  text PRIMARY KEY,
+  table_name              text NOT NULL,
+  watermark_column        text,
+  last_extracted_value    text,
+  last_extracted_at       timestamptz,
+  last_key                text,
+  last_run_id             bigint,
+  rows_extracted_last_run bigint,
+  last_loaded_at          timestamptz,
+  rows_loaded_last_run    bigint,
+  updated_at              timestamptz NOT NULL DEFAULT now()
+);
+-- One row per extract run: extracting -> uploaded -> loaded, or failed (with the error).
+-- run_started_at is the SOURCE database's now(); lower/upper are the run's (lower, upper] bounds.
+CREATE TABLE IF NOT EXISTS ${s}.extract_runs (
+  run_id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  stream          text NOT NULL,
+  table_name      text NOT NULL,
+  mode            text NOT NULL CHECK (mode IN ('incremental', 'snapshot')),
+  status          text NOT NULL DEFAULT 'extracting'
+                  CHECK (status IN ('extracting', 'uploaded', 'loaded', 'failed')),
+  run_started_at  timestamptz,
+  lower_bound     text,
+  upper_bound     text,
+  bucket          text,
+  object_key      text,
+  csv_path        text,
+  unit_time       timestamptz,
+  rows_extracted  bigint,
+  rows_loaded     bigint,
+  bytes           bigint,
+  attempts        integer NOT NULL DEFAULT 1,
+  started_at      timestamptz NOT NULL DEFAULT now(),
+  uploaded_at     timestamptz,
+  run_finished_at timestamptz,
+  error_message   text
+);
+CREATE INDEX IF NOT EXISTS extract_runs_stream_idx ON ${s}.extract_runs (stream, run_id DESC);
+CREATE INDEX IF NOT EXISTS extract_runs_status_idx ON ${s}.extract_runs (status, run_started_at DESC);
+CREATE INDEX IF NOT EXISTS extract_runs_object_idx ON ${s}.extract_runs (object_key);
+
+-- Manual §7's three views for the extract side (the load side's names are taken by v2).
+CREATE OR REPLACE VIEW ${s}.v_extract_freshness AS
+SELECT table_name, stream,
+       max(run_finished_at) AS last_loaded_at,
+       now() - max(run_finished_at) AS lag,
+       count(*) FILTER (WHERE run_started_at > now() - interval '24 hours') AS loads_last_24h
+  FROM ${s}.extract_runs
+ WHERE status = 'loaded'
+ GROUP BY table_name, stream;
+
+CREATE OR REPLACE VIEW ${s}.v_extract_failures AS
+SELECT run_id, stream, table_name, run_started_at, run_finished_at, csv_path, error_message
+  FROM ${s}.extract_runs
+ WHERE status = 'failed' AND started_at > now() - interval '24 hours'
+ ORDER BY started_at DESC;
+
+CREATE OR REPLACE VIEW ${s}.v_extract_lag AS
+SELECT stream, table_name, last_extracted_at, last_loaded_at, rows_extracted_last_run,
+       rows_loaded_last_run,
+       now() - last_loaded_at AS load_lag,
+       now() - last_extracted_at AS extract_lag
+  FROM ${s}.extract_watermarks;
+`,
+  },
 ];
 
 // A fixed advisory key serialises concurrent migrators (two runners starting at once).
@@ -183,13 +333,13 @@ export async function migrate(pool: pg.Pool | pg.ClientBase, options: MigrateOpt
     const exists = await db.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [
       `${s}.schema_migrations`,
     ]);
+    // Every known version must be there, not just the newest: migrations written on parallel
+    // branches can land out of order, and a database that has 6 must still get 5.
     const current = exists.rows[0]?.found
-      ? await db.query<{ version: number | null }>(
-          `SELECT max(version) AS version FROM ${s}.schema_migrations`,
-        )
+      ? await db.query<{ version: number }>(`SELECT version FROM ${s}.schema_migrations`)
       : undefined;
-    const latest = migrations.at(-1)!.version;
-    if ((current?.rows[0]?.version ?? 0) >= latest) return;
+    const present = new Set(current?.rows.map((r) => r.version));
+    if (migrations.every((m) => present.has(m.version))) return;
     await db.query('BEGIN');
     try {
       await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [MIGRATION_LOCK_KEY]);

@@ -1,7 +1,15 @@
 import { isTimeZone, TributaryError } from '@tributary/core';
 import type pg from 'pg';
+import { type AfterCommitHook, resolveHook } from './after-commit.js';
 
 export type WriteMode = 'upsert' | 'insert-ignore' | 'history';
+
+/**
+ * What a column the target does not have means: `fail` (default) stops naming it; `evolve` adds
+ * it (nullable, typed from `types` or `columns`, else text) in the file's own transaction;
+ * `freeze-extra` ignores it with a warning. Type changes are never made: they always fail.
+ */
+export type SchemaDrift = 'fail' | 'evolve' | 'freeze-extra';
 
 export interface ColumnSpec {
   name: string;
@@ -69,6 +77,12 @@ export interface TargetTable {
    * `header__timestamp` as the version guard. `true` = all defaults.
    */
   qlik?: QlikTarget | boolean;
+  /** New columns in a file: `fail` (default), `evolve` or `freeze-extra` (see `SchemaDrift`). */
+  schemaDrift?: SchemaDrift;
+  /** Types of columns `evolve` adds (others: their `columns` type, else text). */
+  types?: Record<string, string>;
+  /** Run after each unit of this stream commits, outside its transaction (see `AfterCommitHook`). */
+  afterCommit?: AfterCommitHook;
 }
 
 /** The Qlik settings of a target with every default filled in, or undefined. */
@@ -167,6 +181,12 @@ export interface PgSinkOptions {
    */
   replayBufferBytes?: number;
   faults?: FaultHooks;
+  /**
+   * Code run after every unit of every stream commits, outside its transaction: serialised by
+   * `name` under an advisory lock, debounced, recorded in `<schema>.after_commit`; a failure is
+   * recorded and warned about, never rolls back data, and is retried on the next commit.
+   */
+  onCommitted?: AfterCommitHook;
 }
 
 export interface ResolvedOptions {
@@ -179,6 +199,7 @@ export interface ResolvedOptions {
   replayBufferRows: number;
   replayBufferBytes: number;
   faults: FaultHooks | undefined;
+  onCommitted: AfterCommitHook | undefined;
 }
 
 const TYPE_NAME =
@@ -255,11 +276,34 @@ export function validateTarget(path: string, target: TargetTable): TargetTable {
       throw invalid(`${path}.versionColumn`, 'cannot be combined with qlik (qlik.versionColumn)');
     if (mode === 'insert-ignore') throw invalid(`${path}.qlik`, "cannot be used with mode 'insert-ignore'");
   }
+  validateDrift(path, target);
+  if (target.afterCommit !== undefined) {
+    const hook = resolveHook(target.afterCommit);
+    if (typeof hook === 'string') throw invalid(`${path}.afterCommit`, hook);
+  }
   if (target.timeZone !== undefined) {
     const zone = nonEmpty(`${path}.timeZone`, target.timeZone);
     if (!isTimeZone(zone)) throw invalid(`${path}.timeZone`, `is not an IANA time zone: ${zone}`);
   }
   return expandQlik(target);
+}
+
+function validateDrift(path: string, target: TargetTable): void {
+  const drift = target.schemaDrift ?? 'fail';
+  if (!['fail', 'evolve', 'freeze-extra'].includes(drift)) {
+    throw invalid(
+      `${path}.schemaDrift`,
+      `must be 'fail', 'evolve' or 'freeze-extra', got ${JSON.stringify(drift)}`,
+    );
+  }
+  if (target.types === undefined) return;
+  if (typeof target.types !== 'object' || target.types === null)
+    throw invalid(`${path}.types`, 'must be an object');
+  for (const [column, type] of Object.entries(target.types)) {
+    // Types end up in DDL text (ALTER TABLE … ADD COLUMN), so only plain type names are accepted.
+    if (typeof type !== 'string' || !TYPE_NAME.test(type.trim()))
+      throw invalid(`${path}.types[${JSON.stringify(column)}]`, `is not a type name: ${String(type)}`);
+  }
 }
 
 export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
@@ -286,6 +330,10 @@ export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
   const replayBufferBytes = options.replayBufferBytes ?? 4 * 1024 * 1024;
   if (!Number.isInteger(replayBufferBytes) || replayBufferBytes < 0) {
     throw invalid('replayBufferBytes', `must be an integer ≥ 0, got ${replayBufferBytes}`);
+  }
+  if (options.onCommitted !== undefined) {
+    const hook = resolveHook(options.onCommitted);
+    if (typeof hook === 'string') throw invalid('onCommitted', hook);
   }
   const wait = options.lock?.wait ?? false;
   let lockWaitMs: number | undefined;
@@ -314,6 +362,7 @@ export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
     replayBufferRows,
     replayBufferBytes,
     faults: options.faults,
+    onCommitted: options.onCommitted,
   };
 }
 

@@ -7,19 +7,31 @@ import {
   faultPoint,
   formatLocation,
   type InputLocation,
+  isExhausted,
   isTransient,
   type JsonValue,
   type LoadLog,
   type Position,
+  type RejectedRecord,
+  type RejectPolicy,
   type Row,
+  retry,
   type Sink,
   TributaryError,
   toTributaryError,
   type WriteResult,
 } from '@tributary/core';
-import pRetry from 'p-retry';
 import pg from 'pg';
-import { type ApplyPlan, batchColumns, copyCsv, copyRows, planApply } from './apply.js';
+import { AfterCommitRunner, type CommittedUnit, resolveHook } from './after-commit.js';
+import { type ApplyPlan, batchColumns, copyCsv, copyRows, encodeCsv, planApply, rowStage } from './apply.js';
+import {
+  addColumns,
+  checkDeclaredTypes,
+  driftError,
+  driftPolicy,
+  missingColumns,
+  unknownColumns,
+} from './drift.js';
 import { migrate } from './migrations.js';
 import {
   type PgSinkOptions,
@@ -29,8 +41,9 @@ import {
   targetFor,
 } from './options.js';
 import { compileRaw, copyErrorLine } from './raw.js';
+import { insertRejected, isRejectable, rejectedRecordError, rejectLimitError } from './reject.js';
 import { openSnapshot, type SnapshotPhase, shadowShape, swapSnapshot } from './snapshot.js';
-import { quoteIdent, redactSecrets } from './sql.js';
+import { errorText, qualifiedName, quoteIdent } from './sql.js';
 import { checkpointParams, checkpointUpsertSql, pgLoadLog, readPosition } from './state.js';
 import { prepareTarget, type TargetShape } from './target.js';
 
@@ -79,6 +92,14 @@ interface UnitStats {
   unchanged: number;
   batches: number;
   bytes: number;
+  /** Rows set aside under the unit's `onError` policy (all of them when the file is rejected). */
+  rejected: number;
+}
+
+/** Rows and filter counts of a unit: applied so far, or reported to the pipeline so far. */
+interface Tally {
+  rows: number;
+  filtered: Record<string, number>;
 }
 
 interface OpenUnit {
@@ -103,6 +124,21 @@ interface OpenUnit {
   snapshot: SnapshotPhase | undefined;
   /** The snapshot is open in this unit's transaction. */
   snapshotOpen: boolean;
+  /** The stream's `onError` policy (from the unit's first batch); undefined: abort. */
+  policy: RejectPolicy | undefined;
+  /** skip-row: the unit runs through the per-row-checked path (after a COPY or cast failure). */
+  checked: boolean;
+  /** skip-file: why the unit is rejected; its rows are not applied, its load row says `rejected`. */
+  rejectedBy: TributaryError | undefined;
+  /** The first row set aside (named when the file goes over `maxRejected`). */
+  firstRejected: RejectedRecord | undefined;
+  /** Rows read by the source for this unit (each batch counted once, replays not again). */
+  rowsSeen: number;
+  /** With a policy: what the unit applied, and what `write()` reported to the pipeline. */
+  tally: Tally;
+  reported: Tally & { rejected: number };
+  /** Missing / ignored columns were warned about (once per file). */
+  driftWarned: boolean;
 }
 
 interface StreamSession {
@@ -126,6 +162,8 @@ interface StreamSession {
   unit: OpenUnit | undefined;
   /** The unit whose write failed, recorded as a failed load by abort(). */
   failed: OpenUnit | undefined;
+  /** The open transaction ALTERed the target (schemaDrift evolve): a rollback resets `shape`. */
+  shapeAltered: boolean;
 }
 
 const VERSION = (() => {
@@ -149,6 +187,7 @@ function emptyStats(): UnitStats {
     unchanged: 0,
     batches: 0,
     bytes: 0,
+    rejected: 0,
   };
 }
 
@@ -178,13 +217,6 @@ function metaDate(value: unknown): Date | null {
   return date && Number.isFinite(date.getTime()) ? date : null;
 }
 
-function errorText(error: unknown): string {
-  const e = error as { code?: unknown; message?: unknown };
-  const message = typeof e?.message === 'string' ? e.message : String(error);
-  const code = error instanceof TributaryError ? `${error.code}: ` : '';
-  return redactSecrets(`${code}${message}`).slice(0, 4000);
-}
-
 function buildPool(options: PgSinkOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.connectionString ?? process.env.DATABASE_URL,
@@ -199,10 +231,18 @@ function buildPool(options: PgSinkOptions): pg.Pool {
   return pool;
 }
 
+/** Raw records the checked path kept: their locations and text as in the file. */
+interface CheckedRecords {
+  locations: InputLocation[];
+  texts: string[];
+}
+
 /** What a batch contributed, when the sink ran its filters (raw batches). */
 interface Applied {
   rows: number;
   filtered: Record<string, number>;
+  /** Rows set aside under the unit's `onError` policy. */
+  rejected?: number;
 }
 
 class PgSinkImpl implements PgSink {
@@ -218,6 +258,10 @@ class PgSinkImpl implements PgSink {
   readonly #sessions = new Map<string, StreamSession>();
   #migrated: Promise<void> | undefined;
   #runId: string | null = null;
+  /** One runner per after-commit hook name: runs of a name never overlap in this process. */
+  readonly #hooks = new Map<string, AfterCommitRunner>();
+  /** Warnings per stream, handed to the pipeline with the stream's next write result. */
+  readonly #warnings = new Map<string, string[]>();
 
   constructor(options: PgSinkOptions) {
     this.#options = resolveOptions(options);
@@ -285,10 +329,19 @@ class PgSinkImpl implements PgSink {
         recorded: false,
         snapshot: batch.meta.snapshot,
         snapshotOpen: false,
+        policy: batch.meta.onError,
+        checked: false,
+        rejectedBy: undefined,
+        firstRejected: undefined,
+        rowsSeen: 0,
+        tally: { rows: 0, filtered: {} },
+        reported: { rows: 0, filtered: {}, rejected: 0 },
+        driftWarned: false,
       };
       session.unit = unit;
     }
     const openUnit = unit;
+    openUnit.rowsSeen += batch.meta.rowsRead;
     if (openUnit.buffer) {
       const bytes = Math.max(batch.meta.bytes ?? 0, batch.raw?.bytes.length ?? 0);
       const rows = batch.raw?.records ?? batch.rows.length;
@@ -306,7 +359,7 @@ class PgSinkImpl implements PgSink {
     let replay = false;
     let applied: Applied | undefined;
     try {
-      await pRetry(
+      await retry(
         async () => {
           if (replay) {
             // The transaction died with its connection: reconnect (re-taking the stream lock)
@@ -318,24 +371,23 @@ class PgSinkImpl implements PgSink {
             openUnit.commitSent = false;
             openUnit.recorded = false;
             openUnit.snapshotOpen = false;
+            openUnit.tally = { rows: 0, filtered: {} };
             for (const buffered of openUnit.buffer!)
-              applied = await this.#applyBatch(session, openUnit, buffered);
+              applied = await this.#applyUnitBatch(session, openUnit, buffered);
           } else {
-            applied = await this.#applyBatch(session, openUnit, batch);
+            applied = await this.#applyUnitBatch(session, openUnit, batch);
           }
           if (batch.meta.commit) await this.#commitUnit(session, openUnit, batch);
         },
+        { retries: this.#options.retries, minDelayMs: 100, maxDelayMs: 2000 },
         {
-          retries: this.#options.retries,
-          minTimeout: 100,
-          maxTimeout: 2000,
-          onFailedAttempt: async ({ error }) => {
+          onFailure: async (error) => {
             replay = true;
             await this.#discardTransaction(session, error);
           },
           // A fenced unit would fail the same way again: only pipeline() can help, by re-reading
-          // from the (moved) stored position.
-          shouldRetry: ({ error }) =>
+          // from the (moved) stored position. A unit too large to hold is re-read by pipeline().
+          retryable: (error) =>
             isTransient(error) &&
             !(error instanceof TributaryError && error.code === 'FENCED') &&
             openUnit.buffer !== undefined,
@@ -345,12 +397,15 @@ class PgSinkImpl implements PgSink {
       await this.#discardTransaction(session, error);
       session.unit = undefined;
       session.failed = openUnit;
-      if (isTransient(error) && !(error instanceof TributaryError)) {
+      // Spent here (exhausted), the pipeline must not re-run it: one budget. A unit too large to
+      // replay in process was not retried here, so the pipeline may re-read it from the checkpoint.
+      const spent = isExhausted(error);
+      if ((spent || isTransient(error)) && !(error instanceof TributaryError)) {
         throw new TributaryError(
           'TRANSIENT',
-          `stream "${batch.stream}": ${errorText(error)} (gave up after ${this.#options.retries} retries` +
+          `stream "${batch.stream}": ${errorText(error)} (gave up after ${spent ? this.#options.retries : 0} retries` +
             `${openUnit.buffer ? '' : '; unit too large to replay in process'}); the next run resumes from the checkpoint`,
-          { cause: error, retriable: true, stream: batch.stream },
+          { cause: error, retriable: !spent, stream: batch.stream },
         );
       }
       if (error instanceof TributaryError) throw error;
@@ -360,10 +415,65 @@ class PgSinkImpl implements PgSink {
         { cause: error, stream: batch.stream, location: { file: openUnit.source } },
       );
     }
-    const counts = applied ? { rows: applied.rows, filtered: applied.filtered } : {};
-    if (!batch.meta.commit) return { committed: false, ...counts };
+    if (openUnit.policy) applied = this.#report(openUnit);
+    const counts = applied
+      ? {
+          rows: applied.rows,
+          filtered: applied.filtered,
+          ...(applied.rejected ? { rejected: applied.rejected } : {}),
+        }
+      : {};
+    if (!batch.meta.commit) return { committed: false, ...counts, ...this.#takeWarnings(batch.stream) };
     session.unit = undefined;
-    return { committed: true, ...counts };
+    // A file rejected under skip-file changed no target row: nothing downstream to refresh.
+    if (!openUnit.rejectedBy) this.#afterCommitted(session, openUnit);
+    return {
+      committed: true,
+      ...counts,
+      ...(openUnit.rejectedBy ? { unitRejected: true } : {}),
+      ...this.#takeWarnings(batch.stream),
+    };
+  }
+
+  #warn(stream: string, message: string): void {
+    const list = this.#warnings.get(stream) ?? [];
+    if (list.length < 100) list.push(message);
+    this.#warnings.set(stream, list);
+  }
+
+  #takeWarnings(stream: string): { warnings?: string[] } {
+    const warnings = this.#warnings.get(stream);
+    if (!warnings?.length) return {};
+    this.#warnings.delete(stream);
+    return { warnings };
+  }
+
+  /** Starts the stream's after-commit hooks; they run outside the unit's transaction. */
+  #afterCommitted(session: StreamSession, unit: OpenUnit): void {
+    const hooks = [session.target?.afterCommit, this.#options.onCommitted];
+    const committed: CommittedUnit = {
+      stream: session.stream,
+      source: unit.source,
+      target: session.target ? qualifiedName(session.target.schema, session.target.table) : null,
+    };
+    for (const hook of hooks) {
+      if (!hook) continue;
+      const resolved = resolveHook(hook);
+      if (typeof resolved === 'string') continue; // refused at construction
+      let runner = this.#hooks.get(resolved.name);
+      if (!runner) {
+        runner = new AfterCommitRunner(this.pool, this.schema, resolved, (u, message) =>
+          this.#warn(u.stream, message),
+        );
+        this.#hooks.set(resolved.name, runner);
+      }
+      runner.committed(committed);
+    }
+  }
+
+  /** Waits for the hooks in flight and runs deferred ones now: committed data is not left unrefreshed. */
+  async #flushHooks(): Promise<void> {
+    await Promise.all([...this.#hooks.values()].map((runner) => runner.flush()));
   }
 
   async abort(error: Error, stream?: string): Promise<void> {
@@ -472,6 +582,7 @@ class PgSinkImpl implements PgSink {
 
   async close(): Promise<void> {
     await this.release();
+    await this.#flushHooks();
     if (this.#ownPool) await this.pool.end();
   }
 
@@ -496,6 +607,7 @@ class PgSinkImpl implements PgSink {
         released: false,
         unit: undefined,
         failed: undefined,
+        shapeAltered: false,
       };
       this.#sessions.set(stream, session);
     }
@@ -514,7 +626,7 @@ class PgSinkImpl implements PgSink {
     try {
       if (this.#options.migrate) await this.migrate();
       if (session.target) {
-        session.shape = await prepareTarget(session.client!, session.target, this.#options.migrate);
+        session.shape = await this.#describeTarget(session.client!, session.target, this.#options.migrate);
       }
     } catch (error) {
       await this.#releaseClient(session);
@@ -657,9 +769,20 @@ class PgSinkImpl implements PgSink {
     }
     if (!session.shape) {
       if (!session.client) await this.#connect(session);
-      session.shape = await prepareTarget(session.client!, session.target, true);
+      session.shape = await this.#describeTarget(session.client!, session.target, true);
     }
     return session.shape!;
+  }
+
+  /** The audited target; under evolve / freeze-extra its declared types are checked too. */
+  async #describeTarget(
+    client: pg.ClientBase,
+    target: TargetTable,
+    create: boolean,
+  ): Promise<TargetShape | undefined> {
+    const shape = await prepareTarget(client, target, create);
+    if (shape && driftPolicy(shape) !== 'fail') await checkDeclaredTypes(client, shape);
+    return shape;
   }
 
   async #applyBatch(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<Applied | undefined> {
@@ -671,42 +794,30 @@ class PgSinkImpl implements PgSink {
       stats.filtered[name] = (stats.filtered[name] ?? 0) + count;
     stats.bytes += meta.bytes ?? 0;
     if (meta.late === 'skipped') unit.late = true;
-    const records = raw ? raw.records : batch.rows.length;
+    // Records the source could not parse, set aside under the policy (the row path).
+    if (meta.rejected?.length) await this.#setAside(session, unit, batch, meta.rejected);
+    let records = raw ? raw.records : batch.rows.length;
     if (records === 0) return raw ? { rows: 0, filtered: {} } : undefined;
 
+    const plan = await this.#plan(session, unit, batch);
     const target = await this.#shape(session);
-    const shape = unit.snapshot ? shadowShape(target, this.schema, session.stream) : target;
-    const into = unit.snapshot ? 'snapshot\u0000' : '';
-    let plan: ApplyPlan;
-    if (raw) {
-      // Pass-through: the plan depends on the file's header and the steps to run in SQL.
-      const signature = `${into}csv\u0000${raw.emptyAsNull}\u0000${raw.header.join('\u0000')}\u0000${JSON.stringify(raw.steps)}`;
-      plan =
-        session.plans.get(signature) ??
-        this.#cachePlan(session, signature, () => {
-          const input = compileRaw(raw);
-          return planApply(shape, input.columns, this.schema, input);
-        });
-    } else {
-      const columns = batchColumns(batch.rows);
-      const signature = into + columns.join('\u0000');
-      plan =
-        session.plans.get(signature) ??
-        this.#cachePlan(session, signature, () => planApply(shape, columns, this.schema));
-    }
     const client = await this.#stagedTransaction(session, plan);
     if (unit.snapshot && !unit.snapshotOpen) {
       await openSnapshot(client, this.schema, target, session.stream, unit.source);
       unit.snapshotOpen = true;
     }
+    let kept: CheckedRecords | undefined;
     try {
-      await this.#stage(client, plan, batch);
+      if (raw && unit.checked) kept = await this.#stageChecked(session, unit, plan, batch);
+      else await this.#stage(client, plan, batch);
     } catch (error) {
       // Only a data error (class 22) is about the CSV; others fail as on the row path.
       const code = (error as { code?: unknown }).code;
       if (!raw || isTransient(error) || typeof code !== 'string' || !code.startsWith('22')) throw error;
       throw this.#explainCopyError(batch, error);
     }
+    if (kept) records = kept.texts.length;
+    if (unit.checked) records -= await this.#rejectCasts(session, unit, plan, batch, kept);
     let counts: { inserted: number; updated: number; deleted: number; filtered: number[]; recorded?: number };
     // The unit's last batch: its merge also writes the checkpoint and load row (one round trip
     // less per file); COMMIT follows in #commitUnit.
@@ -759,13 +870,294 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
     stats.deleted += counts.deleted;
     stats.unchanged += written - counts.inserted - counts.updated - counts.deleted;
     // Rows sent from JavaScript can be filtered in SQL too (Qlik before-images).
-    return raw || Object.keys(filtered).length ? { rows: written, filtered } : undefined;
+    return raw || Object.keys(filtered).length || unit.checked ? { rows: written, filtered } : undefined;
   }
 
-  #cachePlan(session: StreamSession, signature: string, build: () => ApplyPlan): ApplyPlan {
-    const plan = build();
+  // ---------------------------------------------------------------- rejected rows (issue 17)
+
+  /**
+   * Applies a batch of its unit under the unit's `onError` policy. Clean files take the fast
+   * path unchanged; a row that does not parse or cast fails it as today, and then `skip-file`
+   * rejects the unit while `skip-row` rolls back and re-runs the unit so far through the
+   * per-row-checked path (`checked`), in a new transaction.
+   */
+  async #applyUnitBatch(
+    session: StreamSession,
+    unit: OpenUnit,
+    batch: Batch<Row>,
+  ): Promise<Applied | undefined> {
+    if (!unit.policy) return this.#applyBatch(session, unit, batch);
+    if (unit.rejectedBy) {
+      this.#skipRejected(unit, batch);
+      return undefined;
+    }
+    try {
+      return this.#tally(unit, batch, await this.#applyBatch(session, unit, batch));
+    } catch (error) {
+      if (!isRejectable(error) || unit.checked) throw error;
+      await this.#discardTransaction(session, error);
+      if (unit.policy.onError === 'skip-file') {
+        this.#rejectUnit(unit, error);
+        return undefined;
+      }
+      if (!unit.buffer) {
+        throw new TributaryError(
+          'SINK_FAILED',
+          `stream "${batch.stream}", ${unit.source}: ${errorText(error)}; the file is too large to re-check in process (raise replayBufferRows / replayBufferBytes, or split the file)`,
+          { cause: error, stream: batch.stream, location: { file: unit.source } },
+        );
+      }
+      unit.checked = true;
+      unit.stats = emptyStats();
+      unit.tally = { rows: 0, filtered: {} };
+      unit.late = false;
+      unit.recorded = false;
+      unit.snapshotOpen = false;
+      unit.firstRejected = undefined;
+      // The unit up to this batch: a transient replay may be at an earlier one.
+      const upTo = unit.buffer.slice(0, unit.buffer.indexOf(batch) + 1);
+      let applied: Applied | undefined;
+      for (const buffered of upTo)
+        applied = this.#tally(unit, buffered, await this.#applyBatch(session, unit, buffered));
+      return applied;
+    }
+  }
+
+  #tally(unit: OpenUnit, batch: Batch<Row>, applied: Applied | undefined): Applied | undefined {
+    unit.tally.rows += applied?.rows ?? batch.rows.length;
+    for (const [name, count] of Object.entries(applied?.filtered ?? {}))
+      unit.tally.filtered[name] = (unit.tally.filtered[name] ?? 0) + count;
+    return applied;
+  }
+
+  /**
+   * What to tell the pipeline for a write under a policy: the change in the unit's applied rows,
+   * filter counts and rejected rows since the last write. A re-run of the unit (checked path,
+   * or a rejected file) corrects what earlier batches reported.
+   */
+  #report(unit: OpenUnit): Applied {
+    const { tally, reported } = unit;
+    const filtered: Record<string, number> = {};
+    for (const name of new Set([...Object.keys(tally.filtered), ...Object.keys(reported.filtered)])) {
+      const delta = (tally.filtered[name] ?? 0) - (reported.filtered[name] ?? 0);
+      if (delta) filtered[name] = delta;
+    }
+    const applied = {
+      rows: tally.rows - reported.rows,
+      filtered,
+      rejected: unit.stats.rejected - reported.rejected,
+    };
+    unit.reported = { rows: tally.rows, filtered: { ...tally.filtered }, rejected: unit.stats.rejected };
+    return applied;
+  }
+
+  /** skip-file: nothing of the unit is applied; its load row will say `rejected`, with why. */
+  #rejectUnit(unit: OpenUnit, error: TributaryError): void {
+    const { batches, bytes } = unit.stats;
+    unit.rejectedBy = error;
+    unit.stats = { ...emptyStats(), batches, bytes, rowsRead: unit.rowsSeen, rejected: unit.rowsSeen };
+    unit.tally = { rows: 0, filtered: {} };
+    unit.late = false;
+    unit.recorded = false;
+    unit.snapshotOpen = false;
+  }
+
+  /** A later batch of a rejected unit: read and counted, not applied. */
+  #skipRejected(unit: OpenUnit, batch: Batch<Row>): void {
+    const { stats } = unit;
+    stats.batches++;
+    stats.bytes += batch.meta.bytes ?? 0;
+    stats.rowsRead += batch.meta.rowsRead;
+    stats.rejected += batch.meta.rowsRead;
+  }
+
+  /**
+   * Records rows set aside on the unit's transaction (skip-row), or rejects the unit with the
+   * first one (skip-file). Over a `maxRejected` count, the unit fails as under abort.
+   */
+  async #setAside(
+    session: StreamSession,
+    unit: OpenUnit,
+    batch: Batch<Row>,
+    records: readonly RejectedRecord[],
+  ): Promise<void> {
+    if (!records.length) return;
+    if (unit.policy?.onError !== 'skip-row')
+      throw rejectedRecordError(batch.stream, unit.source, records[0]!);
+    const client = await this.#ensureTransaction(session);
+    await insertRejected(
+      client,
+      this.#s,
+      { stream: batch.stream, source: unit.source, etag: unit.etag },
+      records,
+    );
+    faultPoint('pg-sink:after-reject'); // rows set aside, the file's other rows not yet (issue 17)
+    unit.stats.rejected += records.length;
+    unit.firstRejected ??= records[0];
+    this.#checkRejectLimit(unit, batch.stream, false);
+  }
+
+  #checkRejectLimit(unit: OpenUnit, stream: string, final: boolean): void {
+    const error = rejectLimitError(unit.policy, {
+      stream,
+      source: unit.source,
+      rejected: unit.stats.rejected,
+      read: unit.stats.rowsRead,
+      final,
+      first: unit.firstRejected,
+    });
+    if (error) throw error;
+  }
+
+  /**
+   * The checked path's staging of raw CSV: records with the wrong field count are set aside,
+   * the others staged (re-encoded) through the same plan, so the SQL steps run as on the fast path.
+   */
+  async #stageChecked(
+    session: StreamSession,
+    unit: OpenUnit,
+    plan: ApplyPlan,
+    batch: Batch<Row>,
+  ): Promise<CheckedRecords> {
+    const raw = batch.raw!;
+    if (!raw.parseChecked) {
+      raw.parse(); // a RawCsv without the checked parser: fail as on the fast path
+      throw new TributaryError('SINK_FAILED', `${unit.source}: the source cannot re-check its records`);
+    }
+    const parsed = raw.parseChecked();
+    await this.#setAside(session, unit, batch, parsed.rejected);
+    await copyCsv(session.client!, plan, encodeCsv(parsed.rows, raw.header));
+    return parsed;
+  }
+
+  /**
+   * The checked path's casts: every staged row with a value that does not cast (or an empty
+   * key) is taken out of the staging table and set aside. Returns how many.
+   */
+  async #rejectCasts(
+    session: StreamSession,
+    unit: OpenUnit,
+    plan: ApplyPlan,
+    batch: Batch<Row>,
+    kept: CheckedRecords | undefined,
+  ): Promise<number> {
+    const bad = await session.client!.query<{ ord0: number; col: number; col_value: string | null }>(
+      plan.rejectCasts,
+      plan.locateParams,
+    );
+    if (!bad.rowCount) return 0;
+    const records = bad.rows.map((row) => this.#castRejection(session, plan, batch, kept, row));
+    await this.#setAside(session, unit, batch, records);
+    return records.length;
+  }
+
+  #castRejection(
+    session: StreamSession,
+    plan: ApplyPlan,
+    batch: Batch<Row>,
+    kept: CheckedRecords | undefined,
+    found: { ord0: number; col: number; col_value: string | null },
+  ): RejectedRecord {
+    const index = found.ord0;
+    const column = plan.locateColumns[found.col]!;
+    const at = kept ? kept.locations[index] : batch.meta.locations?.[index];
+    const location = {
+      file: at?.file ?? batch.meta.source ?? batch.stream,
+      ...(at?.line === undefined ? {} : { line: at.line }),
+      record: at?.record ?? index + 1,
+    };
+    const bad = this.#badValue(session, column, found.col_value, location);
+    return {
+      ...(at?.line === undefined ? {} : { line: at.line }),
+      ...(at?.record === undefined ? {} : { record: at.record }),
+      column,
+      code: bad.code,
+      message: bad.message,
+      // Rows sent from JavaScript: the row as parsed (the file's text is not kept on that path).
+      text: kept ? (kept.texts[index] ?? null) : JSON.stringify(batch.rows[index] ?? null),
+    };
+  }
+
+  /**
+   * The batch's apply plan, cached per stream by its columns (pass-through: header and steps).
+   * A new plan first settles schema drift: columns the target lacks fail the file, are added in
+   * its transaction (evolve) or are left out (freeze-extra).
+   */
+  async #plan(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<ApplyPlan> {
+    const { raw } = batch;
+    const columns = raw ? undefined : batchColumns(batch.rows);
+    const into = unit.snapshot ? 'snapshot\u0000' : '';
+    const signature = raw
+      ? `${into}csv\u0000${raw.emptyAsNull}\u0000${raw.header.join('\u0000')}\u0000${JSON.stringify(raw.steps)}`
+      : into + columns!.join('\u0000');
+    let target = await this.#shape(session);
+    const cached = session.plans.get(signature);
+    if (cached) {
+      this.#warnDrift(session, unit, target, cached.columns);
+      return cached;
+    }
+    const input = raw ? compileRaw(raw) : { ...rowStage(columns!), columns: columns! };
+    let extra: 'fail' | 'ignore' = 'fail';
+    // A Qlik snapshot's shadow table follows the target: drift is settled on the target only.
+    const unknown = unit.snapshot ? [] : unknownColumns(target, input.columns);
+    if (unknown.length) {
+      const policy = driftPolicy(target);
+      if (policy === 'fail') throw driftError(session.stream, unit.source, target, unknown);
+      if (policy === 'evolve') target = await this.#evolve(session, unit, target, unknown);
+      else extra = 'ignore';
+    }
+    const shape = unit.snapshot ? shadowShape(target, this.schema, session.stream) : target;
+    const plan = planApply(shape, input.columns, this.schema, input, extra);
     session.plans.set(signature, plan);
+    this.#warnDrift(session, unit, target, plan.columns);
     return plan;
+  }
+
+  /** Adds the new columns in the unit's transaction; the shape is re-read inside it. */
+  async #evolve(
+    session: StreamSession,
+    unit: OpenUnit,
+    target: TargetShape,
+    unknown: string[],
+  ): Promise<TargetShape> {
+    const client = await this.#ensureTransaction(session);
+    const added = await addColumns(client, this.schema, target, unknown, {
+      stream: session.stream,
+      file: unit.source,
+    });
+    // Until COMMIT the new shape exists only in this transaction: a rollback forgets it.
+    session.shapeAltered = true;
+    session.plans.clear();
+    session.shape = (await prepareTarget(client, session.target!, false))!;
+    this.#warn(
+      session.stream,
+      `stream "${session.stream}", ${unit.source}: added column(s) ${added
+        .map((a) => `${quoteIdent(a.column)} ${a.type}`)
+        .join(', ')} to ${target.name} (schemaDrift: evolve)`,
+    );
+    return session.shape;
+  }
+
+  /** Once per file under evolve / freeze-extra: the columns it lacks, and the ones ignored. */
+  #warnDrift(session: StreamSession, unit: OpenUnit, target: TargetShape, columns: readonly string[]): void {
+    const policy = driftPolicy(target);
+    if (policy === 'fail' || unit.driftWarned || unit.snapshot) return;
+    unit.driftWarned = true;
+    const where = `stream "${session.stream}", ${unit.source}`;
+    const missing = missingColumns(target, columns);
+    if (missing.length) {
+      this.#warn(
+        session.stream,
+        `${where}: no column(s) ${missing.map(quoteIdent).join(', ')}: updated rows keep their stored values, inserted rows get null`,
+      );
+    }
+    const ignored = policy === 'freeze-extra' ? unknownColumns(target, columns) : [];
+    if (ignored.length) {
+      this.#warn(
+        session.stream,
+        `${where}: column(s) ${ignored.map(quoteIdent).join(', ')} not in ${target.name}: ignored (schemaDrift: freeze-extra)`,
+      );
+    }
   }
 
   /** Fills the staging table: raw CSV bytes as they are, or rows in COPY text format. */
@@ -845,24 +1237,37 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
     const at = raw
       ? { file: source, line: raw.line(index), record: raw.firstRecord + index }
       : batch.meta.locations?.[index];
-    const location: InputLocation = {
+    const location = {
       file: at?.file ?? source,
       ...(at?.line === undefined ? {} : { line: at.line }),
       column,
       record: at?.record ?? index + 1,
     };
-    const type = session.shape?.columns.get(column)?.type ?? 'text';
-    const isKey =
-      (session.target?.key.includes(column) ?? false) && (found.col_value === null || found.col_value === '');
-    const shown = found.col_value === null ? 'NULL' : JSON.stringify(found.col_value.slice(0, 80));
-    const where = `${location.file}${location.line === undefined ? '' : `:${location.line}`} (row ${location.record}, column ${quoteIdent(column)})`;
+    const bad = this.#badValue(session, column, found.col_value, {
+      ...location,
+      file: location.file ?? source,
+    });
     return new TributaryError(
-      isKey ? 'BAD_KEY' : 'CAST_FAILED',
-      isKey
-        ? `stream "${batch.stream}": empty key column ${quoteIdent(column)} at ${where}`
-        : `stream "${batch.stream}": value ${shown} is not a valid ${type} at ${where}: ${errorText(error)}`,
+      bad.code,
+      `stream "${batch.stream}": ${bad.message}${bad.code === 'CAST_FAILED' ? `: ${errorText(error)}` : ''}`,
       { cause: error, stream: batch.stream, location },
     );
+  }
+
+  /** What is wrong with a value `locate` / `rejectCasts` found: an empty key, or a failed cast. */
+  #badValue(
+    session: StreamSession,
+    column: string,
+    value: string | null,
+    at: { file: string; line?: number; record: number },
+  ): { code: 'BAD_KEY' | 'CAST_FAILED'; message: string } {
+    const where = `${at.file}${at.line === undefined ? '' : `:${at.line}`} (row ${at.record}, column ${quoteIdent(column)})`;
+    if ((session.target?.key.includes(column) ?? false) && (value === null || value === '')) {
+      return { code: 'BAD_KEY', message: `empty key column ${quoteIdent(column)} at ${where}` };
+    }
+    const type = session.shape?.columns.get(column)?.type ?? 'text';
+    const shown = value === null ? 'NULL' : JSON.stringify(value.slice(0, 80));
+    return { code: 'CAST_FAILED', message: `value ${shown} is not a valid ${type} at ${where}` };
   }
 
   /**
@@ -896,7 +1301,7 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
       unit.etag,
       unit.size,
       unit.kind,
-      unit.late ? 'late_skipped' : 'loaded',
+      unit.rejectedBy ? 'rejected' : unit.late ? 'late_skipped' : 'loaded',
       stats.rowsRead,
       filteredTotal,
       JSON.stringify(stats.filtered),
@@ -907,6 +1312,8 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
       stats.batches,
       stats.bytes || null,
       unit.modified,
+      stats.rejected,
+      unit.rejectedBy ? errorText(unit.rejectedBy) : null,
     ];
     if (merged) values.push(merged.records, merged.filterNames);
     if (fenced) values.push(previous === null || previous === undefined ? null : JSON.stringify(previous));
@@ -914,13 +1321,14 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
     const cpSql = checkpointUpsertSql(this.#s, fenced ? $(values.length) : undefined, first);
     const columns = `run_id, stream, source, etag, size, kind, status, rows_read, rows_filtered,
               filtered, rows_inserted, rows_updated, rows_deleted, rows_unchanged, batches, bytes, position,
-              started_at, finished_at, s3_modified`;
+              started_at, finished_at, s3_modified, rows_rejected, error`;
     if (!merged) {
       return {
         ctes: `cp AS (${cpSql} RETURNING 1)`,
         insert: `INSERT INTO ${this.#s}.loads (${columns})
        SELECT ${$(6)}, ${$(1)}, ${$(3)}, ${$(7)}, ${$(8)}, ${$(9)}, ${$(10)}, ${$(11)}, ${$(12)}, ${$(13)}::jsonb,
-              ${$(14)}, ${$(15)}, ${$(16)}, ${$(17)}, ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp(), ${$(20)}::timestamptz
+              ${$(14)}, ${$(15)}, ${$(16)}, ${$(17)}, ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp(), ${$(20)}::timestamptz,
+              ${$(21)}::bigint, ${$(22)}::text
          FROM cp`,
         values,
         fenced,
@@ -931,7 +1339,7 @@ SELECT b.inserted, b.updated, b.deleted, b.filtered, (SELECT count(*) FROM ld)::
            FROM (SELECT k, sum(n)::int AS n
                    FROM (SELECT key AS k, value::int AS n FROM jsonb_each_text(${$(13)}::jsonb)
                          UNION ALL
-                         SELECT u.k, u.n FROM unnest(${$(22)}::text[], b.filtered) AS u(k, n) WHERE u.n <> 0) x
+                         SELECT u.k, u.n FROM unnest(${$(24)}::text[], b.filtered) AS u(k, n) WHERE u.n <> 0) x
                   GROUP BY k) f)`;
     return {
       ctes: `cp AS (${cpSql} RETURNING 1),
@@ -939,8 +1347,8 @@ ld AS (
   INSERT INTO ${this.#s}.loads (${columns})
   SELECT ${$(6)}, ${$(1)}, ${$(3)}, ${$(7)}, ${$(8)}, ${$(9)}, ${$(10)}, ${$(11)}, ${$(12)}::bigint + b.dropped, ${filteredSql},
          ${$(14)}::bigint + b.inserted, ${$(15)}::bigint + b.updated, ${$(16)}::bigint + b.deleted,
-         ${$(17)}::bigint + (${$(21)}::int - b.dropped - b.inserted - b.updated - b.deleted),
-         ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp(), ${$(20)}::timestamptz
+         ${$(17)}::bigint + (${$(23)}::int - b.dropped - b.inserted - b.updated - b.deleted),
+         ${$(18)}, ${$(19)}, ${$(2)}::jsonb, now(), clock_timestamp(), ${$(20)}::timestamptz, ${$(21)}::bigint, ${$(22)}::text
     FROM counts b, cp
   RETURNING 1
 )`,
@@ -961,6 +1369,8 @@ ld AS (
   }
 
   async #commitUnit(session: StreamSession, unit: OpenUnit, batch: Batch<Row>): Promise<void> {
+    // A percentage of rejected rows is known once the file is complete.
+    if (unit.policy && !unit.rejectedBy) this.#checkRejectLimit(unit, batch.stream, true);
     const client = await this.#ensureTransaction(session);
     if (!unit.recorded) {
       // Rows, checkpoint and load row: one transaction (invariant 2, manual §5.4).
@@ -970,7 +1380,7 @@ ld AS (
       if (record.fenced && written.rowCount === 0) throw this.#fencedError(batch, unit);
       unit.recorded = true;
     }
-    if (unit.snapshot && batch.meta.lastOfUnit) {
+    if (unit.snapshot && batch.meta.lastOfUnit && !unit.rejectedBy) {
       // A file of a new snapshot with no rows still joins it; the last one swaps it in.
       const target = await this.#shape(session);
       if (!unit.snapshotOpen) {
@@ -983,6 +1393,7 @@ ld AS (
     if (hook) await hook({ stream: batch.stream, source: unit.source });
     unit.commitSent = true;
     await client.query('COMMIT');
+    session.shapeAltered = false;
     faultPoint('pg-sink:after-commit'); // committed, not yet archived (invariant 3, issue 7)
     session.inTx = false;
   }
@@ -996,6 +1407,12 @@ ld AS (
   }
 
   async #discardTransaction(session: StreamSession, error: unknown): Promise<void> {
+    if (session.shapeAltered) {
+      // The ALTER goes with the transaction (a rolled-back file leaves no column behind).
+      session.shapeAltered = false;
+      session.shape = undefined;
+      session.plans.clear();
+    }
     const client = session.client;
     if (!client) return;
     if (session.broken || isTransient(error)) {

@@ -3,6 +3,8 @@
  * never reach SQL text: they travel as parameters or COPY data (invariant 9).
  */
 
+import { TributaryError } from '@tributary/core';
+
 /** Quotes one identifier the way PostgreSQL's `quote_ident` does, unconditionally. */
 export function quoteIdent(name: string): string {
   if (typeof name !== 'string' || name.length === 0) {
@@ -59,4 +61,15 @@ export function copyTextValue(value: unknown): string {
   else if (typeof value === 'object') text = JSON.stringify(value);
   else text = String(value);
   return COPY_SPECIAL.test(text) ? text.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c]!) : text;
+}
+
+/**
+ * An error as stored in the control schema and shown to operators: a TributaryError's code, its
+ * message, secrets redacted, bounded.
+ */
+export function errorText(error: unknown): string {
+  const e = error as { code?: unknown; message?: unknown };
+  const message = typeof e?.message === 'string' ? e.message : String(error);
+  const code = error instanceof TributaryError ? `${error.code}: ` : '';
+  return redactSecrets(`${code}${message}`).slice(0, 4000);
 }

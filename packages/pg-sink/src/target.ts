@@ -32,6 +32,50 @@ export function historyTableOf(target: TargetTable): string {
   return `${target.table}_history`;
 }
 
+/** The view of every version of a history-mode target, current ones with valid_to null. */
+export function versionsViewOf(target: TargetTable): string {
+  return `${target.table}_versions`.slice(0, 63);
+}
+
+/** The function giving the version of each key valid at a time. */
+export function versionAtOf(target: TargetTable): string {
+  return `${target.table}_at`.slice(0, 63);
+}
+
+/**
+ * Seed 003's "version valid at T": `<table>_versions` (current rows with valid_to null, then the
+ * history) and `<table>_at(timestamptz)`, the version of each key valid then. Re-created after
+ * `evolve` adds columns (they go to the end of both tables, so OR REPLACE can append them).
+ */
+export async function createVersionsView(db: pg.ClientBase, target: TargetTable): Promise<void> {
+  const columns = await describeTable(db, target.schema, target.table);
+  const history = await describeTable(db, target.schema, historyTableOf(target));
+  // A hand-made table without valid_from has no versions to list.
+  if (!columns?.has('valid_from') || !history?.has('valid_to')) return;
+  // The validity first, then the row: columns added later append (CREATE OR REPLACE VIEW can).
+  const list = [...columns.keys()]
+    .filter((c) => c !== 'valid_to' && c !== 'valid_from' && history.has(c))
+    .map(quoteIdent)
+    .join(', ');
+  const view = qualifiedName(target.schema, versionsViewOf(target));
+  // A convenience derived from the tables: a view someone changed by hand (OR REPLACE cannot
+  // drop its columns) must not stop the stream. Always inside a transaction here.
+  await db.query('SAVEPOINT tributary_versions_view');
+  try {
+    await db.query(`CREATE OR REPLACE VIEW ${view} AS
+SELECT "valid_from", NULL::timestamptz AS "valid_to", ${list} FROM ${qualifiedName(target.schema, target.table)}
+UNION ALL
+SELECT "valid_from", "valid_to", ${list} FROM ${qualifiedName(target.schema, historyTableOf(target))}`);
+    await db.query(`CREATE OR REPLACE FUNCTION ${qualifiedName(target.schema, versionAtOf(target))}(at timestamptz)
+RETURNS SETOF ${view} LANGUAGE sql STABLE AS $fn$
+  SELECT * FROM ${view} WHERE "valid_from" <= at AND ("valid_to" IS NULL OR "valid_to" > at)
+$fn$`);
+    await db.query('RELEASE SAVEPOINT tributary_versions_view');
+  } catch {
+    await db.query('ROLLBACK TO SAVEPOINT tributary_versions_view');
+  }
+}
+
 async function describeTable(
   db: pg.ClientBase,
   schema: string,
@@ -111,6 +155,7 @@ async function createTargetTable(db: pg.ClientBase, target: TargetTable): Promis
         '"valid_to"',
       ].join(', ')})`,
     );
+    await createVersionsView(db, target);
   }
 }
 

@@ -147,7 +147,7 @@ describe('transient failures', () => {
     expect(loads.rows).toEqual([{ status: 'loaded' }]);
   });
 
-  it('gives up after the retry budget with a retriable TRANSIENT error', async () => {
+  it('gives up after the retry budget with a TRANSIENT error no outer layer retries again', async () => {
     const t = target();
     const stream = 'flaky/budget';
     const sink = sinkFor(runnerPool('writer-3'), t, {
@@ -163,7 +163,7 @@ describe('transient failures', () => {
     const error = (await sink
       .write(fileBatch(stream, 'g.csv', [{ id: '1', v: 'x' }]))
       .catch((e) => e)) as TributaryError;
-    expect(error).toMatchObject({ code: 'TRANSIENT', retriable: true, stream });
+    expect(error).toMatchObject({ code: 'TRANSIENT', retriable: false, stream });
     const rows = await db.pool.query(`SELECT count(*)::int AS n FROM public."${t.table}"`);
     expect(rows.rows[0].n).toBe(0);
   });

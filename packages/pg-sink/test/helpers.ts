@@ -1,5 +1,33 @@
 import type { Batch, BatchMeta, Position, RawCsv, Row, RowStep } from '@tributary/core';
-import type { TargetTable } from '../src/index.js';
+import { afterEach, beforeAll } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/services.js';
+import { type PgSink, type PgSinkOptions, pgSink, type TargetTable } from '../src/index.js';
+
+/**
+ * A test file's database and its sinks: one database per file, every sink made through
+ * `makeSink` closed after each test.
+ */
+export function sinkFixture(): {
+  db: () => TestDatabase;
+  makeSink: (target: TargetTable, extra?: Partial<PgSinkOptions>) => PgSink;
+} {
+  let database: TestDatabase | undefined;
+  const sinks: PgSink[] = [];
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterEach(async () => {
+    for (const sink of sinks.splice(0)) await sink.close().catch(() => undefined);
+  });
+  return {
+    db: () => database!,
+    makeSink(target, extra = {}) {
+      const sink = pgSink({ pool: database!.pool, targets: { [target.table]: target }, ...extra });
+      sinks.push(sink);
+      return sink;
+    },
+  };
+}
 
 /** A two-column target `(id integer PRIMARY KEY, <value> <type>)` in public, created on first use. */
 export function idValueTarget(table: string, value = 'v', type = 'text'): TargetTable {

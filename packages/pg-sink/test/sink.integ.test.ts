@@ -69,6 +69,19 @@ describe('migrations', () => {
       records: [],
     });
   });
+  it('applies a missing middle version even when the newest is already there', async () => {
+    // Migrations written on parallel branches land out of order: a database may have 4 but not 3.
+    const schema = randomName('ctl');
+    await migrate(db.pool, { schema });
+    await db.pool.query(`DELETE FROM "${schema}".schema_migrations WHERE version = 3`);
+    await db.pool.query(`ALTER TABLE "${schema}".loads DROP COLUMN s3_modified`);
+    await migrate(db.pool, { schema });
+    const column = await db.pool.query(
+      `SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'loads' AND column_name = 's3_modified'`,
+      [schema],
+    );
+    expect(column.rowCount).toBe(1);
+  });
 });
 
 describe('apply', () => {

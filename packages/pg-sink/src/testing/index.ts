@@ -93,3 +93,72 @@ export async function startEmbeddedPostgres(
     },
   };
 }
+
+/** PostgreSQL for a test run, a benchmark or a soak: DATABASE_URL's server, else an embedded one. */
+export interface LocalPostgres {
+  /** The server's superuser (or DATABASE_URL's) connection string. */
+  adminUrl: string;
+  /** The run's own database when `database` was given, else `adminUrl`. */
+  url: string;
+  source: 'env' | 'embedded';
+  /** Drops the run's own database (unless `keep`), then stops an embedded server. */
+  stop(): Promise<void>;
+}
+
+export interface LocalPostgresOptions {
+  /** Where DATABASE_URL is read (default `process.env`). */
+  env?: NodeJS.ProcessEnv;
+  /** Create this database afresh on the server (dropped first if it exists), so a shared server is left as it was. */
+  database?: string;
+  /** Keep `database` after `stop()` (default false). */
+  keep?: boolean;
+  log?: (line: string) => void;
+}
+
+/**
+ * The one way tests, the benchmarks, the soak and the consumer check get PostgreSQL: the
+ * server DATABASE_URL names when set, otherwise `startEmbeddedPostgres()`.
+ */
+export async function localPostgres(options: LocalPostgresOptions = {}): Promise<LocalPostgres> {
+  const env = options.env ?? process.env;
+  const stops: Array<() => Promise<void>> = [];
+  let adminUrl = env['DATABASE_URL'];
+  const source = adminUrl ? 'env' : 'embedded';
+  if (!adminUrl) {
+    options.log?.('DATABASE_URL unset: starting an embedded PostgreSQL');
+    const server = await startEmbeddedPostgres();
+    stops.push(() => server.stop());
+    adminUrl = server.url;
+  }
+  let url = adminUrl;
+  const { database } = options;
+  if (database) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(database))
+      throw new Error(`localPostgres: database name ${database} is not a plain identifier`);
+    const server = adminUrl;
+    const admin = async (sql: string) => {
+      const { default: pg } = await import('pg');
+      const client = new pg.Client({ connectionString: server });
+      await client.connect();
+      try {
+        await client.query(sql);
+      } finally {
+        await client.end();
+      }
+    };
+    await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await admin(`CREATE DATABASE ${database}`);
+    if (!options.keep) stops.unshift(() => admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`));
+    const own = new URL(adminUrl);
+    own.pathname = `/${database}`;
+    url = own.toString();
+  }
+  return {
+    adminUrl,
+    url,
+    source,
+    async stop() {
+      for (const stop of stops.splice(0)) await stop().catch(() => undefined);
+    },
+  };
+}
