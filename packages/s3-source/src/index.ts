@@ -13,6 +13,7 @@ export {
   type DataFormat,
   DataSuffixes,
   dataSuffix,
+  formatKeyTime,
   formatOfKey,
   isValidTimeZone,
   type KeyPattern,
@@ -27,6 +28,7 @@ export {
   stemOf,
   ZoneAbbreviations,
   zoneOffsetMs,
+  zoneToken,
   zoneTokenOffsetMinutes,
 } from './keys.js';
 export { type ListedObject, type ListKeysOptions, type ListResult, listKeys, normalizeEtag } from './list.js';
@@ -39,6 +41,7 @@ export {
   type EtagChangedPolicy,
   type LateFilePolicy,
   type Layout,
+  type OnErrorPolicy,
   type ResolvedOptions,
   type ResolvedStream,
   type RetryOptions,
@@ -65,3 +68,10 @@ export {
 export { checkColumns, type FileChunk, type ReadFileOptions, readFileBatches } from './read.js';
 export { withRetry } from './retry.js';
 export { type PlanContext, type S3Source, s3Source } from './source.js';
+export {
+  type FileUnit,
+  type S3FileTarget,
+  type S3FileTargetOptions,
+  s3FileTarget,
+  type WrittenFile,
+} from './write.js';

@@ -296,3 +296,66 @@ export function archiveKey(key: string, base: string, targetPrefix: string): str
   }
   return targetPrefix + key.slice(base.length);
 }
+
+/** The wall-clock parts of an instant in `timeZone`. */
+function wallParts(time: Date, timeZone: string) {
+  const local = new Date(time.getTime() + zoneOffsetMs(time.getTime(), timeZone));
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  return {
+    date: `${pad(local.getUTCFullYear(), 4)}${pad(local.getUTCMonth() + 1)}${pad(local.getUTCDate())}`,
+    dashedDate: `${pad(local.getUTCFullYear(), 4)}-${pad(local.getUTCMonth() + 1)}-${pad(local.getUTCDate())}`,
+    hh: pad(local.getUTCHours()),
+    mm: pad(local.getUTCMinutes()),
+    ss: pad(local.getUTCSeconds()),
+    ms: pad(time.getUTCMilliseconds(), 3),
+  };
+}
+
+/**
+ * The zone token of a `YYYYMMDD_HHMM_<TZ>` name: `UTC`, an unambiguous abbreviation whose
+ * offset matches (`EAT` for Africa/Nairobi), else a numeric offset (`+0300`), so the reader
+ * gets the same instant back.
+ */
+export function zoneToken(time: Date, timeZone: string): string {
+  const offsetMinutes = Math.round(zoneOffsetMs(time.getTime(), timeZone) / 60_000);
+  if (offsetMinutes === 0) return 'UTC';
+  const named = ZONE_NAMES[timeZone];
+  if (named && ZoneAbbreviations[named] === offsetMinutes) return named;
+  const short = new Intl.DateTimeFormat('en-US', { timeZone, timeZoneName: 'short' })
+    .formatToParts(time)
+    .find((part) => part.type === 'timeZoneName')?.value;
+  if (short && ZoneAbbreviations[short] === offsetMinutes) return short;
+  const sign = offsetMinutes < 0 ? '-' : '+';
+  const abs = Math.abs(offsetMinutes);
+  return `${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}${String(abs % 60).padStart(2, '0')}`;
+}
+
+// Zones whose usual English abbreviation Intl does not give in en-US (it says `GMT+3`).
+const ZONE_NAMES: Readonly<Record<string, string>> = {
+  'Africa/Nairobi': 'EAT',
+  'Africa/Addis_Ababa': 'EAT',
+  'Africa/Dar_es_Salaam': 'EAT',
+  'Africa/Kampala': 'EAT',
+  'Africa/Lagos': 'WAT',
+  'Africa/Johannesburg': 'SAST',
+  'Europe/Moscow': 'MSK',
+};
+
+/**
+ * The inverse of `parseKeyTime` for the built-in patterns: the file name stem of `time` in
+ * `timeZone` (`YYYYMMDD_HHMM_<TZ>` carries its own zone token). The name has the pattern's
+ * resolution, so `parseKeyTime(formatKeyTime(t))` is `t` truncated to it.
+ */
+export function formatKeyTime(time: Date, pattern: BuiltInKeyPattern, timeZone = 'UTC'): string {
+  const p = wallParts(time, timeZone);
+  switch (pattern) {
+    case 'YYYY-MM-DDTHH-mm-ss':
+      return `${p.dashedDate}T${p.hh}-${p.mm}-${p.ss}`;
+    case 'YYYYMMDD_HHMM_<TZ>':
+      return `${p.date}_${p.hh}${p.mm}_${zoneToken(time, timeZone)}`;
+    case 'YYYYMMDD-HHmmssSSS':
+      return `${p.date}-${p.hh}${p.mm}${p.ss}${p.ms}`;
+    case 'YYYYMMDD':
+      return p.date;
+  }
+}

@@ -1,5 +1,5 @@
 import type { S3Client } from '@aws-sdk/client-s3';
-import { TributaryError } from '@tributary/core';
+import { DEFAULT_RETRY_POLICY, type RejectPolicy, type RetryPolicy, TributaryError } from '@tributary/core';
 import {
   changeTablePrefix,
   type DataFormat,
@@ -15,6 +15,8 @@ export type Layout = 'changes' | 'qlik' | 'unordered';
 export type LateFilePolicy = 'error' | 'apply' | 'skip';
 export type EtagChangedPolicy = 'error' | 'apply';
 export type CommitGranularity = 'file' | 'batch';
+/** What a row that does not parse or cast does to its file (see `StreamDefinition.onError`). */
+export type OnErrorPolicy = 'abort' | 'skip-row' | 'skip-file';
 
 /** One ordered stream of change files under a prefix. */
 export interface StreamDefinition {
@@ -65,6 +67,21 @@ export interface StreamDefinition {
   latePrefix?: string;
   /** A never-applied file at or before the watermark. Default `error`. */
   lateFiles?: LateFilePolicy;
+  /**
+   * Rows that do not parse (CSV with the wrong number of fields) or cast (a bad integer, date…).
+   * `abort` (default): the file fails, the stream stops (fail loud). `skip-row`: those rows go to
+   * the sink's dead-letter table (`tributary.rejected_rows`) in the file's own transaction, the
+   * others are applied. `skip-file`: the file is recorded `rejected`, not applied, and moved to
+   * `rejectedPrefix`; the stream goes on.
+   */
+  onError?: OnErrorPolicy;
+  /**
+   * `skip-row` only: a file with more rejected rows than this (a count, or a percentage of its
+   * rows such as `'1%'`) fails as under `abort` (`REJECT_LIMIT`). Default: no limit.
+   */
+  maxRejected?: number | string;
+  /** Folder for files rejected under `onError: 'skip-file'`. Default: sibling `rejected/`. */
+  rejectedPrefix?: string;
   /** An applied file whose ETag changed (re-exported in place). Default `error`. */
   etagChanged?: EtagChangedPolicy;
   /** `file` (default): one commit per file. `batch`: a commit per batch (huge files). */
@@ -78,14 +95,8 @@ export interface StreamDefinition {
   recursive?: boolean;
 }
 
-export interface RetryOptions {
-  /** Retries after the first attempt. Default 4. */
-  retries?: number;
-  /** First delay. Default 200 ms. */
-  minDelayMs?: number;
-  /** Largest delay. Default 10,000 ms. */
-  maxDelayMs?: number;
-}
+/** Core's one `RetryPolicy`, each field optional: 4 retries, 200 ms doubling to 10 s by default. */
+export type RetryOptions = Partial<RetryPolicy>;
 
 export interface WatchOptions {
   /** Time between polls once the plan is empty. */
@@ -135,7 +146,10 @@ export interface ResolvedStream {
   passThrough: boolean;
   processedPrefix: string;
   latePrefix: string;
+  rejectedPrefix: string;
   lateFiles: LateFilePolicy;
+  /** Absent: `abort`. */
+  onError: RejectPolicy | undefined;
   etagChanged: EtagChangedPolicy;
   granularity: CommitGranularity;
   replayFrom: string | undefined;
@@ -161,7 +175,7 @@ export interface ResolvedOptions {
 
 export const DEFAULT_BATCH_ROWS = 5000;
 export const DEFAULT_BATCH_BYTES = 8 * 1024 * 1024;
-export const DEFAULT_RETRY: Required<RetryOptions> = { retries: 4, minDelayMs: 200, maxDelayMs: 10_000 };
+export const DEFAULT_RETRY: Required<RetryOptions> = { ...DEFAULT_RETRY_POLICY };
 
 function fail(path: string, message: string): never {
   throw new TributaryError('INVALID_OPTIONS', `s3Source: ${path} ${message}`);
@@ -266,8 +280,15 @@ function resolveStream(definition: unknown, path: string): ResolvedStream {
       : folder(`${path}.processedPrefix`, d.processedPrefix, false);
   const latePrefix =
     d.latePrefix === undefined ? defaultSibling('late') : folder(`${path}.latePrefix`, d.latePrefix, false);
-  if (processedPrefix === undefined || latePrefix === undefined) {
-    fail(`${path}.processedPrefix`, 'and latePrefix are required when prefix is the bucket root');
+  const rejectedPrefix =
+    d.rejectedPrefix === undefined
+      ? defaultSibling('rejected')
+      : folder(`${path}.rejectedPrefix`, d.rejectedPrefix, false);
+  if (processedPrefix === undefined || latePrefix === undefined || rejectedPrefix === undefined) {
+    fail(
+      `${path}.processedPrefix`,
+      'latePrefix and rejectedPrefix are required when prefix is the bucket root',
+    );
   }
   const areas: ListedArea[] =
     layout === 'qlik'
@@ -279,12 +300,22 @@ function resolveStream(definition: unknown, path: string): ResolvedStream {
   for (const [name, value] of [
     ['processedPrefix', processedPrefix],
     ['latePrefix', latePrefix],
+    ['rejectedPrefix', rejectedPrefix],
   ] as const) {
     if (areas.some((area) => area.prefix === value)) {
       fail(`${path}.${name}`, `must differ from the folder the files are read from (${value})`);
     }
   }
   if (processedPrefix === latePrefix) fail(`${path}.latePrefix`, 'must differ from processedPrefix');
+  if (rejectedPrefix === processedPrefix || rejectedPrefix === latePrefix) {
+    fail(`${path}.rejectedPrefix`, 'must differ from processedPrefix and latePrefix');
+  }
+  const granularity = oneOf<CommitGranularity>(
+    `${path}.granularity`,
+    d.granularity,
+    ['file', 'batch'],
+    'file',
+  );
 
   if (d.replayFrom !== undefined && (typeof d.replayFrom !== 'string' || d.replayFrom === '')) {
     fail(`${path}.replayFrom`, 'must be a non-empty key or file name');
@@ -303,9 +334,11 @@ function resolveStream(definition: unknown, path: string): ResolvedStream {
     passThrough: optionalBoolean(`${path}.passThrough`, d.passThrough, true),
     processedPrefix,
     latePrefix,
+    rejectedPrefix,
     lateFiles: oneOf<LateFilePolicy>(`${path}.lateFiles`, d.lateFiles, ['error', 'apply', 'skip'], 'error'),
     etagChanged: oneOf<EtagChangedPolicy>(`${path}.etagChanged`, d.etagChanged, ['error', 'apply'], 'error'),
-    granularity: oneOf<CommitGranularity>(`${path}.granularity`, d.granularity, ['file', 'batch'], 'file'),
+    granularity,
+    onError: rejectPolicy(path, d, granularity),
     replayFrom: d.replayFrom as string | undefined,
     recursive: optionalBoolean(`${path}.recursive`, d.recursive, false),
     areas,
@@ -365,4 +398,39 @@ export function resolveOptions(options: S3SourceOptions): ResolvedOptions {
     watch,
     retry,
   };
+}
+
+/**
+ * A stream's `onError` and `maxRejected` as the policy its batches carry (absent: `abort`).
+ * `maxRejected` only means something under `skip-row`; `skip-file` needs whole-file commits.
+ */
+function rejectPolicy(
+  path: string,
+  d: Partial<Record<keyof StreamDefinition, unknown>>,
+  granularity: CommitGranularity,
+): RejectPolicy | undefined {
+  const mode = oneOf<OnErrorPolicy>(
+    `${path}.onError`,
+    d.onError,
+    ['abort', 'skip-row', 'skip-file'],
+    'abort',
+  );
+  if (d.maxRejected !== undefined && mode !== 'skip-row') {
+    fail(`${path}.maxRejected`, "applies to onError: 'skip-row' only");
+  }
+  if (mode === 'abort') return undefined;
+  if (mode === 'skip-file' && granularity === 'batch') {
+    fail(`${path}.onError`, "'skip-file' needs granularity 'file' (a file is applied whole or not at all)");
+  }
+  const limit =
+    d.maxRejected === undefined ? undefined : parseMaxRejected(`${path}.maxRejected`, d.maxRejected);
+  return { onError: mode, ...(limit ? { maxRejected: limit } : {}) };
+}
+
+/** `100` (rows) or `'1%'` / `'0.5%'` (of the file's rows). */
+export function parseMaxRejected(path: string, value: unknown): NonNullable<RejectPolicy['maxRejected']> {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return { count: value };
+  const match = typeof value === 'string' ? /^(\d+(?:\.\d+)?)%$/.exec(value.trim()) : null;
+  if (match && Number(match[1]) <= 100) return { percent: Number(match[1]) };
+  return fail(path, "must be a whole number of rows (e.g. 100) or a percentage (e.g. '1%')");
 }

@@ -166,8 +166,11 @@ export function maxWatermark(
   return compareOrder(watermarkOrder(a), watermarkOrder(b)) >= 0 ? a : b;
 }
 
-/** Load-log statuses that mean "this file's rows are committed". */
-const APPLIED: ReadonlySet<LoadStatus> = new Set(['loaded', 'archived', 'late_skipped']);
+/**
+ * Load-log statuses that mean "this file is done with": its rows are committed, or it was
+ * skipped (late) or rejected by policy in a committed transaction.
+ */
+const APPLIED: ReadonlySet<LoadStatus> = new Set(['loaded', 'archived', 'late_skipped', 'rejected']);
 
 export interface PlanInput extends KeyOrderOptions {
   stream: string;
@@ -189,7 +192,7 @@ export interface PlanInput extends KeyOrderOptions {
 
 /** A file left to archive and where it goes. */
 export interface ArchiveTask extends PlannedFile {
-  to: 'processed' | 'late';
+  to: 'processed' | 'late' | 'rejected';
 }
 
 export interface PendingPlan extends StreamPlan {
@@ -240,6 +243,7 @@ export function planPendingFiles(input: PlanInput): PendingPlan {
   const lateSkipped = new Set(
     (input.loads ?? []).filter((r) => r.status === 'late_skipped').map((r) => r.source),
   );
+  const rejected = new Set((input.loads ?? []).filter((r) => r.status === 'rejected').map((r) => r.source));
   if (checkpoint?.done) appliedEtags.set(checkpoint.key, checkpoint.etag);
   const freshStream = checkpoint === null && appliedEtags.size === 0;
 
@@ -290,7 +294,10 @@ export function planPendingFiles(input: PlanInput): PendingPlan {
           input.lateFiles === 'skip' &&
           atOrBeforeWatermark &&
           watermark?.key !== object.key);
-      archiveOnly.push({ ...fileOf(object, false), to: skipped ? 'late' : 'processed' });
+      archiveOnly.push({
+        ...fileOf(object, false),
+        to: rejected.has(object.key) ? 'rejected' : skipped ? 'late' : 'processed',
+      });
       continue;
     }
     if (atOrBeforeWatermark) {

@@ -2,11 +2,10 @@ import { isUtf8 } from 'node:buffer';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream/promises';
 import { StringDecoder } from 'node:string_decoder';
-import { setTimeout as delay } from 'node:timers/promises';
 import { createGunzip } from 'node:zlib';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { InputLocation, RawCsv, Row } from '@tributary/core';
-import { faultPoint, isAbortError, isTransient, TributaryError } from '@tributary/core';
+import type { InputLocation, RawCsv, RejectedRecord, Row } from '@tributary/core';
+import { faultPoint, isAbortError, isTransient, retryIterable, TributaryError } from '@tributary/core';
 import { type CsvError, parse } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
 import type { DataFormat } from './keys.js';
@@ -36,6 +35,11 @@ export interface ReadFileOptions {
   signal?: AbortSignal | undefined;
   retry: Required<RetryOptions>;
   onRetry?: ((error: unknown, attempt: number, delayMs: number) => void) | undefined;
+  /**
+   * CSV: records with the wrong number of fields are set aside (`FileChunk.rejected`) instead of
+   * failing the file (a stream's `onError` policy).
+   */
+  setAside?: boolean;
   /** The pass-through reader met irregular input and the file continues through csv-parse. */
   onFallback?: ((reason: string, record: number) => void) | undefined;
 }
@@ -47,6 +51,8 @@ export interface FileChunk {
   raw?: RawCsv;
   /** Parallel to rows: file, 1-based first line and data record number. */
   locations: InputLocation[];
+  /** Records set aside since the previous chunk (`setAside`). */
+  rejected?: RejectedRecord[];
   /** Data records of the file consumed up to and including this chunk. */
   row: number;
   /** The file is complete. */
@@ -517,26 +523,25 @@ export async function* readFileBatches(options: ReadFileOptions): AsyncGenerator
   let delivered = options.startRow ?? 0;
   let reportedBytes = 0;
   let passThrough = options.passThrough === true && options.format === 'csv';
-  for (let attempt = 1; ; attempt++) {
+  // One read of the object from record `delivered` on; a failure is mapped to a TributaryError
+  // naming the file (and line), retriable when transient. Core's retryIterable re-opens it.
+  async function* once(): AsyncGenerator<FileChunk> {
     const state = { correction: 0 };
     try {
-      const chunks = passThrough ? readRawOnce(options, delivered) : readOnce(options, delivered, state);
-      for await (const chunk of chunks) {
-        delivered = chunk.row;
-        if (delivered > 0) faultPoint('s3-source:mid-download'); // part of the file read (issue 7)
-        const bytes = Math.max(0, chunk.totalBytes - reportedBytes);
-        reportedBytes = Math.max(reportedBytes, chunk.totalBytes);
-        yield { ...chunk, bytes, totalBytes: reportedBytes };
+      if (passThrough) {
+        try {
+          yield* readRawOnce(options, delivered);
+          return;
+        } catch (error) {
+          if (!(error instanceof IrregularCsv)) throw error;
+          // Nothing irregular was handed out: the row parser takes over from the next record.
+          passThrough = false;
+          options.onFallback?.(error.message, delivered);
+        }
       }
-      return;
+      yield* readOnce(options, delivered, state);
     } catch (error) {
-      if (error instanceof IrregularCsv) {
-        // Nothing irregular was handed out: the row parser takes over from the next record.
-        passThrough = false;
-        attempt--;
-        options.onFallback?.(error.message, delivered);
-        continue;
-      }
+      if (isAbortError(error) || options.signal?.aborted) throw error;
       // The failing record's own quoted CRLFs were not counted yet (csv-parse counts each twice).
       const failing = (error as { record?: unknown }).record;
       const ownCrlf = Array.isArray(failing)
@@ -545,16 +550,19 @@ export async function* readFileBatches(options: ReadFileOptions): AsyncGenerator
             0,
           )
         : 0;
-      const failure = readError(error, options, state.correction + ownCrlf);
-      if (isAbortError(error) || options.signal?.aborted) throw error;
-      if (!failure.retriable || attempt > options.retry.retries) throw failure;
-      const wait = Math.min(
-        options.retry.maxDelayMs,
-        options.retry.minDelayMs * 2 ** (attempt - 1) * (1 + Math.random()),
-      );
-      options.onRetry?.(failure, attempt, wait);
-      await delay(wait, undefined, options.signal ? { signal: options.signal } : undefined);
+      throw readError(error, options, state.correction + ownCrlf);
     }
+  }
+  const chunks = retryIterable(once, options.retry, {
+    signal: options.signal,
+    onRetry: options.onRetry,
+  });
+  for await (const chunk of chunks) {
+    delivered = chunk.row;
+    if (delivered > 0) faultPoint('s3-source:mid-download'); // part of the file read (issue 7)
+    const bytes = Math.max(0, chunk.totalBytes - reportedBytes);
+    reportedBytes = Math.max(reportedBytes, chunk.totalBytes);
+    yield { ...chunk, bytes, totalBytes: reportedBytes };
   }
 }
 
@@ -648,6 +656,21 @@ async function* readOnce(
   const { key, stream: streamId } = options;
 
   let headerError: TributaryError | undefined;
+  // Records csv-parse skipped (`setAside`), in order; placed between the records around them.
+  const skips: Array<{ error: unknown; text: string | undefined; lines: number }> = [];
+  const setAside = options.setAside
+    ? {
+        raw: true,
+        skip_records_with_error: true,
+        on_skip: (error: CsvError | undefined, text: string | undefined) => {
+          // Only a record with the wrong field count is set aside: after a stray quote csv-parse
+          // cannot tell where the next record starts, so the file fails as on the row path.
+          if (error && !RECORD_SCOPED.has(error.code)) throw error;
+          if (error) skips.push({ error, text, lines: Number(error.lines) });
+          return undefined;
+        },
+      }
+    : {};
   const parser =
     options.format === 'jsonl'
       ? new JsonLinesParser()
@@ -660,6 +683,7 @@ async function* readOnce(
             // with its line, not buffer the rest of a multi-GB file (invariant 7).
             max_record_size: MAX_RECORD_CHARS,
             skip_empty_lines: true,
+            ...setAside,
             // Header → column names, checked before any row of the file is emitted.
             columns: (header: string[]) => {
               headerError = headerDrift(options, header);
@@ -674,6 +698,7 @@ async function* readOnce(
 
   let rows: Row[] = [];
   let locations: InputLocation[] = [];
+  let rejected: RejectedRecord[] = [];
   let held: FileChunk | undefined;
   let record = 0;
   let decodedAtBatch = 0;
@@ -683,10 +708,25 @@ async function* readOnce(
   let lastEmpty = 0;
   const emptyAsNull = options.emptyAsNull === true;
   const jsonCheck = json && options.columns && options.columnCheck !== 'any';
+  /** Skipped records that ended before csv-parse line `upTo`: numbered and set aside. */
+  const takeSkips = (upTo: number) => {
+    while (skips.length && skips[0]!.lines < upTo) {
+      const entry = skips.shift()!;
+      record++;
+      const line = lastLine + 1;
+      lastLine = line + Math.max(0, entry.lines - lastReportedLine - 1);
+      lastReportedLine = entry.lines;
+      const set = rejectedRecord(options, entry.error, { line, endLine: lastLine, record }, entry.text);
+      // Set aside with an earlier commit of this file already (a resumed read): not again.
+      if (record > skip) rejected.push(set);
+    }
+  };
 
   try {
     for await (const items of drain<unknown>(parser)) {
       for (const item of items) {
+        // Skipped records before this one are numbered first (file record numbers).
+        if (skips.length && !json) takeSkips((item as { info: { lines: number } }).info.lines);
         record++;
         let row: Row;
         let line: number;
@@ -744,20 +784,37 @@ async function* readOnce(
           decodedAtBatch = decoded.bytes;
           // Held until the next record shows up, so a file never ends with an empty batch.
           held = { rows, locations, row: record, done: false, bytes: 0, totalBytes: stored.bytes };
+          if (rejected.length) held.rejected = rejected;
           rows = [];
           locations = [];
+          rejected = [];
         }
       }
     }
     await wiring;
+    takeSkips(Number.POSITIVE_INFINITY);
   } catch (error) {
     throw headerError ?? error;
   }
   if (held) {
-    yield { ...held, done: true, totalBytes: stored.bytes };
+    const setAside = [...(held.rejected ?? []), ...rejected];
+    yield {
+      ...held,
+      done: true,
+      totalBytes: stored.bytes,
+      ...(setAside.length ? { rejected: setAside } : {}),
+    };
     return;
   }
-  yield { rows, locations, row: Math.max(record, skip), done: true, bytes: 0, totalBytes: stored.bytes };
+  yield {
+    rows,
+    locations,
+    ...(rejected.length ? { rejected } : {}),
+    row: Math.max(record, skip),
+    done: true,
+    bytes: 0,
+    totalBytes: stored.bytes,
+  };
 }
 
 /**
@@ -892,5 +949,75 @@ function rawCsv(options: ReadFileOptions, header: string[], piece: RawPiece): Ra
       }
       return { rows, locations };
     },
+    parseChecked: () => parsePieceChecked(options, header, piece),
   };
+}
+
+/** csv-parse errors that only concern one record: the records around it are read as usual. */
+const RECORD_SCOPED = new Set(['CSV_RECORD_INCONSISTENT_COLUMNS', 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH']);
+
+/**
+ * A rejected record from a csv-parse error that only concerns it; any other error (a stray
+ * quote: where the next record starts is in doubt) is thrown as the row path reports it.
+ */
+export function rejectedRecord(
+  options: ReadFileOptions,
+  error: unknown,
+  at: { line: number; record: number; endLine?: number },
+  text: string | undefined,
+): RejectedRecord {
+  const csv = error as { code?: string; lines?: number; records?: number };
+  // The row path's wording and column, with the line and record this caller knows.
+  csv.lines = at.endLine ?? at.line;
+  csv.records = at.record - 1;
+  const described = readError(error, options, 0);
+  if (!RECORD_SCOPED.has(csv.code ?? '')) throw described;
+  const column = described.location?.column;
+  const names = (error as { columns?: Array<{ name?: string }> }).columns;
+  const name = typeof column === 'number' ? (names?.[column - 1]?.name ?? String(column)) : column;
+  return {
+    line: at.line,
+    record: at.record,
+    ...(name === undefined ? {} : { column: name }),
+    code: described.code,
+    message: described.message,
+    text: text?.replace(/\r?\n$/, '') ?? null,
+  };
+}
+
+/** `RawCsv.parseChecked` over one piece: records with the wrong field count are set aside. */
+function parsePieceChecked(options: ReadFileOptions, header: string[], piece: RawPiece) {
+  const before = piece.recordsTotal - piece.records;
+  const emptyAsNull = options.emptyAsNull === true;
+  const rows: Row[] = [];
+  const locations: InputLocation[] = [];
+  const texts: string[] = [];
+  const rejected: RejectedRecord[] = [];
+  let index = 0; // records of the piece seen so far, kept or not
+  parseSync(piece.bytes, {
+    columns: header,
+    max_record_size: MAX_RECORD_CHARS,
+    raw: true,
+    skip_records_with_error: true,
+    on_skip: (error, text) => {
+      const at = {
+        line: pieceLine(piece, index),
+        endLine: pieceEndLine(piece, index),
+        record: before + index + 1,
+      };
+      rejected.push(rejectedRecord(options, error, at, text));
+      index++;
+      return undefined;
+    },
+    on_record: (parsed: { record: Row; raw: string }) => {
+      const row = parsed.record;
+      if (emptyAsNull) for (const name in row) if (row[name] === '') row[name] = null;
+      rows.push(row);
+      texts.push(parsed.raw.replace(/\r?\n$/, ''));
+      locations.push({ file: options.key, line: pieceLine(piece, index), record: before + index + 1 });
+      index++;
+      return undefined;
+    },
+  });
+  return { rows, locations, texts, rejected };
 }

@@ -9,6 +9,7 @@ import type {
   ReadContext,
   Row,
   Source,
+  WriteResult,
 } from '@tributary/core';
 import { faultPoint, isAbortError, TributaryError, toTributaryError, withStream } from '@tributary/core';
 import { archivedCopyMatches, archiveFile } from './archive.js';
@@ -16,6 +17,7 @@ import { archiveKey, formatOfKey } from './keys.js';
 import { listKeys } from './list.js';
 import { type ResolvedStream, resolveOptions, type S3SourceOptions } from './options.js';
 import {
+  type ArchiveTask,
   maxWatermark,
   type OrderedObject,
   type PendingPlan,
@@ -123,14 +125,21 @@ export function s3Source(options: S3SourceOptions): S3Source {
   ): Promise<{ objects: OrderedObject[]; ignored: number }> {
     const objects: OrderedObject[] = [];
     let ignored = 0;
-    for (const area of stream.areas) {
-      const prefix = stream.replayFrom
-        ? archiveKey(area.prefix, stream.archiveBase, stream.processedPrefix)
-        : area.prefix;
+    // A replay reads the archive: processed files, and rejected ones (fixed in place) too.
+    const folders = stream.areas.flatMap((area) =>
+      stream.replayFrom
+        ? [stream.processedPrefix, stream.rejectedPrefix].map((to) => ({
+            ...area,
+            prefix: archiveKey(area.prefix, stream.archiveBase, to),
+          }))
+        : [area],
+    );
+    for (const area of folders) {
+      const prefix = area.prefix;
       const listed = await listKeys(client, stream.bucket, prefix, {
         recursive: stream.recursive,
         json: stream.format === 'json' || stream.layout === 'unordered',
-        exclude: stream.replayFrom ? [] : [stream.processedPrefix, stream.latePrefix],
+        exclude: stream.replayFrom ? [] : [stream.processedPrefix, stream.latePrefix, stream.rejectedPrefix],
         ...(signal ? { signal } : {}),
         send: sender(signal, stream.id),
       }).catch((error: unknown) => {
@@ -196,17 +205,18 @@ export function s3Source(options: S3SourceOptions): S3Source {
     return knownApplied.size ? planPendingFiles({ ...input, knownApplied }) : plan;
   }
 
+  function archivePrefix(stream: ResolvedStream, to: ArchiveTask['to']): string {
+    if (to === 'late') return stream.latePrefix;
+    return to === 'rejected' ? stream.rejectedPrefix : stream.processedPrefix;
+  }
+
   /** Archive after commit; a failure is a warning, the next run finishes it (invariant 3). */
   async function archiveQuietly(
     stream: ResolvedStream,
     file: { key: string; etag: string; size: number },
-    to: 'processed' | 'late',
+    to: ArchiveTask['to'],
   ): Promise<boolean> {
-    const target = archiveKey(
-      file.key,
-      stream.archiveBase,
-      to === 'late' ? stream.latePrefix : stream.processedPrefix,
-    );
+    const target = archiveKey(file.key, stream.archiveBase, archivePrefix(stream, to));
     const send = sender(undefined, stream.id);
     try {
       // Recorded before the original is deleted: a crash in between leaves the file listed,
@@ -281,6 +291,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
       columnCheck: stream.columnCheck,
       emptyAsNull: stream.emptyAsNull,
       passThrough: stream.passThrough,
+      setAside: stream.onError !== undefined,
       rawBatchRows: config.rawBatchRows,
       batchRows: config.batchRows,
       batchBytes: config.batchBytes,
@@ -321,10 +332,13 @@ export function s3Source(options: S3SourceOptions): S3Source {
           kind: file.kind,
           commit,
           lastOfUnit: chunk.done,
-          rowsRead: chunk.raw ? chunk.raw.records : chunk.rows.length,
+          // Records set aside while parsing were read too (invariant 5: counted, never lost).
+          rowsRead: (chunk.raw ? chunk.raw.records : chunk.rows.length) + (chunk.rejected?.length ?? 0),
           filtered: {},
           bytes: chunk.bytes,
           locations: chunk.locations,
+          ...(stream.onError ? { onError: stream.onError } : {}),
+          ...(chunk.rejected?.length ? { rejected: chunk.rejected } : {}),
           etag: file.etag,
           size: file.size,
           ...(file.modified ? { modified: file.modified } : {}),
@@ -367,7 +381,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
     };
   }
 
-  async function archiveCommitted(batch: Batch<Row>): Promise<void> {
+  async function archiveCommitted(batch: Batch<Row>, result: WriteResult | undefined): Promise<void> {
     if (!batch.meta.lastOfUnit || !config.archive) return;
     const stream = streamsById.get(batch.stream);
     const position = toS3Position(batch.position);
@@ -380,7 +394,7 @@ export function s3Source(options: S3SourceOptions): S3Source {
     await archiveQuietly(
       stream,
       { key: position.key, etag: position.etag, size },
-      batch.meta.late === 'skipped' ? 'late' : 'processed',
+      result?.unitRejected ? 'rejected' : batch.meta.late === 'skipped' ? 'late' : 'processed',
     );
   }
 
@@ -559,13 +573,13 @@ export function s3Source(options: S3SourceOptions): S3Source {
       }
     },
 
-    async committed(batch: Batch<Row>): Promise<void> {
+    async committed(batch: Batch<Row>, result?: WriteResult): Promise<void> {
       const id = commitId(batch.stream, batch.position);
       // The archive runs while the sink applies the next file: it only ever starts here, after
       // this file's commit (invariant 3), and a crash while it runs leaves a committed file
       // that the next run only archives. Settled once archived, so a failing run, a watch
       // poll and close() let earlier files finish it.
-      const task: Promise<void> = archiveCommitted(batch)
+      const task: Promise<void> = archiveCommitted(batch, result)
         .catch((error: unknown) => {
           emit({
             type: 'warning',

@@ -3,6 +3,7 @@ import {
   archiveKey,
   changeTablePrefix,
   dataSuffix,
+  formatKeyTime,
   formatOfKey,
   parseKeyTime,
   qlikLoadNumber,
@@ -96,5 +97,23 @@ describe('key helpers', () => {
     expect(changeTablePrefix('cubic/ods_qlik/EDW.SAMPLE/')).toBe('cubic/ods_qlik/EDW.SAMPLE__ct/');
     expect(qlikLoadNumber('cubic/ods_qlik/EDW.SAMPLE/LOAD010.csv.gz')).toBe(10);
     expect(qlikLoadNumber('cubic/ods_qlik/EDW.SAMPLE/20220304.csv')).toBeUndefined();
+  });
+});
+
+describe('formatKeyTime (the S3 file writer names)', () => {
+  const time = new Date('2026-04-24T11:00:42.123Z');
+  it('writes the manual’s YYYYMMDD_HHMM_<TZ> with an abbreviation the reader knows, else an offset', () => {
+    expect(formatKeyTime(time, 'YYYYMMDD_HHMM_<TZ>', 'Africa/Nairobi')).toBe('20260424_1400_EAT');
+    expect(formatKeyTime(time, 'YYYYMMDD_HHMM_<TZ>', 'UTC')).toBe('20260424_1100_UTC');
+    expect(formatKeyTime(time, 'YYYYMMDD_HHMM_<TZ>', 'Asia/Kolkata')).toBe('20260424_1630_+0530');
+  });
+  it.each([
+    ['YYYY-MM-DDTHH-mm-ss', 'Africa/Nairobi', '2026-04-24T11:00:42.000Z'],
+    ['YYYYMMDD_HHMM_<TZ>', 'Africa/Nairobi', '2026-04-24T11:00:00.000Z'],
+    ['YYYYMMDD_HHMM_<TZ>', 'America/New_York', '2026-04-24T11:00:00.000Z'],
+    ['YYYYMMDD-HHmmssSSS', 'UTC', '2026-04-24T11:00:42.123Z'],
+    ['YYYYMMDD', 'Africa/Nairobi', '2026-04-23T21:00:00.000Z'],
+  ] as const)('%s in %s reads back as the time truncated to the name', (pattern, zone, expected) => {
+    expect(iso(`x/${formatKeyTime(time, pattern, zone)}.csv`, pattern, zone)).toBe(expected);
   });
 });

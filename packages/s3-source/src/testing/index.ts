@@ -134,3 +134,35 @@ export function localS3Client(s3: S3Endpoint): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
 }
+
+/** An S3 API server for a test run, a benchmark or a soak: S3_ENDPOINT's, else an embedded s3rver. */
+export interface LocalS3 extends S3Endpoint {
+  source: 'env' | 'embedded';
+  /** Stops an embedded server (nothing for S3_ENDPOINT's). */
+  stop(): Promise<void>;
+}
+
+/**
+ * The one way tests, the benchmarks, the soak and the consumer check get S3: S3_ENDPOINT (with
+ * AWS_REGION and, when set, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, else the SDK's default
+ * credential chain) when set, otherwise `startEmbeddedS3()`.
+ */
+export async function localS3(
+  options: { env?: NodeJS.ProcessEnv; log?: (line: string) => void } = {},
+): Promise<LocalS3> {
+  const env = options.env ?? process.env;
+  const endpoint = env['S3_ENDPOINT'];
+  if (endpoint) {
+    return {
+      endpoint,
+      region: env['AWS_REGION'] ?? 'us-east-1',
+      accessKeyId: env['AWS_ACCESS_KEY_ID'],
+      secretAccessKey: env['AWS_SECRET_ACCESS_KEY'],
+      source: 'env',
+      async stop() {},
+    };
+  }
+  options.log?.('S3_ENDPOINT unset: starting an embedded S3 (s3rver)');
+  const server = await startEmbeddedS3();
+  return { ...server, source: 'embedded' };
+}
