@@ -1,21 +1,15 @@
 import { gzipSync } from 'node:zlib';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { Batch, Row, Sink, WriteResult } from '@tributary/core';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  type Batch,
+  DEFAULT_RETRY_POLICY,
+  type Row,
+  retry,
+  type Sink,
+  type WriteResult,
+} from '@tributary/core';
 import { kafkaRange } from './meta.js';
-
-export interface ArchiveOptions {
-  client: S3Client;
-  bucket: string;
-  /** Key prefix, e.g. `cubic/kafka/sample/`. */
-  prefix: string;
-  /** Roll a file after this many records. Default 10,000 (the Cubic ADR). */
-  maxRecords?: number;
-  /** … or when its oldest record is this old. Default 3,600,000 ms (one hour). */
-  maxAgeMs?: number;
-  gzip?: boolean;
-  /** Clock for age decisions (tests pass their own). */
-  now?: () => number;
-}
+import { type ArchiveOptions, resolveArchiveOptions } from './options.js';
 
 interface OpenFile {
   topic: string;
@@ -33,9 +27,9 @@ interface OpenFile {
  * retried upload overwrites the same object. A write reports `committed` only after the PUT
  * succeeded, and only then are Kafka offsets committed by the subscribe source.
  */
-export function kafkaArchiveSink(options: ArchiveOptions): Sink<Row> & { readonly objects: string[] } {
-  const maxRecords = options.maxRecords ?? 10_000;
-  const maxAgeMs = options.maxAgeMs ?? 3_600_000;
+export function kafkaArchiveSink(input: ArchiveOptions): Sink<Row> & { readonly objects: string[] } {
+  const options = resolveArchiveOptions(input);
+  const { maxRecords, maxAgeMs } = options;
   const now = options.now ?? Date.now;
   const open = new Map<string, OpenFile>();
   const objects: string[] = [];
@@ -52,13 +46,18 @@ export function kafkaArchiveSink(options: ArchiveOptions): Sink<Row> & { readonl
     if (!file || file.lines.length === 0) return;
     const body = `${file.lines.join('\n')}\n`;
     const key = objectKey(file);
-    await options.client.send(
-      new PutObjectCommand({
-        Bucket: options.bucket,
-        Key: key,
-        Body: options.gzip ? gzipSync(body) : body,
-        ContentType: 'application/x-ndjson',
-      }),
+    const payload = options.gzip ? gzipSync(body) : body;
+    await retry(
+      () =>
+        options.client.send(
+          new PutObjectCommand({
+            Bucket: options.bucket,
+            Key: key,
+            Body: payload,
+            ContentType: 'application/x-ndjson',
+          }),
+        ),
+      options.retry ?? DEFAULT_RETRY_POLICY,
     );
     objects.push(key);
     open.delete(stream);
@@ -94,8 +93,11 @@ export function kafkaArchiveSink(options: ArchiveOptions): Sink<Row> & { readonl
       // Committed means "nothing up to this batch is only in memory": Kafka offsets may move.
       return { committed: !open.has(batch.stream) };
     },
-    async abort() {
-      open.clear();
+    // One stream's failure drops that stream's buffer only (invariant 10): dropping another
+    // partition's open file would let its later PUT commit offsets past rows never written.
+    async abort(_error, stream) {
+      if (stream === undefined) open.clear();
+      else open.delete(stream);
     },
   };
 }

@@ -1,4 +1,4 @@
-export { type ArchiveOptions, kafkaArchiveSink } from './archive.js';
+export { kafkaArchiveSink } from './archive.js';
 export {
   type AvroType,
   canonicalSchema,
@@ -13,12 +13,22 @@ export {
   schemaFromColumns,
 } from './encoding.js';
 export { type KafkaBatchMeta, type KafkaRange, kafkaRange } from './meta.js';
-export { FAST_CONSUMER, fastKafkaConfig, HEADER } from './options.js';
-export { kafkaPublishSink, messageKey, type PublishOptions } from './publish.js';
+export {
+  type ArchiveOptions,
+  archiveOptionsSchema,
+  consumerOptionsSchema,
+  HEADER,
+  kafkaClientConfig,
+  type PublishOptions,
+  publishOptionsSchema,
+  type ResolvedSubscribeOptions,
+  type SubscribeOptions,
+  subscribeOptionsSchema,
+} from './options.js';
+export { kafkaPublishSink, messageKey } from './publish.js';
 export { schemaTopicLookup } from './schemas.js';
 export {
   defaultStreamFor,
   type KafkaPosition,
   kafkaSubscribeSource,
-  type SubscribeOptions,
 } from './subscribe.js';

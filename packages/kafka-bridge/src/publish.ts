@@ -6,36 +6,9 @@ import {
   TributaryError,
   type WriteResult,
 } from '@tributary/core';
-import type { Admin, CompressionTypes, IHeaders, Kafka, Producer } from 'kafkajs';
+import type { Admin, IHeaders, Producer } from 'kafkajs';
 import { createEncoder, type Encoder, type EncodingOptions, schemaFromColumns } from './encoding.js';
-import { HEADER } from './options.js';
-
-export interface PublishOptions {
-  /** The user's kafkajs instance. */
-  kafka: Kafka;
-  /** Topic per stream, e.g. `() => 'tickets.inc'`. */
-  topic: string | ((stream: string) => string);
-  /** Key columns: the message key is their values joined by `|`, so per-key order holds. */
-  key: readonly string[];
-  /**
-   * Value encoding. Default: Avro single-object encoding with a schema of nullable strings
-   * derived from `columns`; the writer schema is published to `<topic>.schemas`.
-   */
-  encoding?: EncodingOptions;
-  /** Columns of the rows (required for the default Avro encoding). */
-  columns?: readonly string[];
-  /** Create missing topics with these settings. Default `{ partitions: 3, replicationFactor: 1 }`. */
-  createTopics?: false | { partitions?: number; replicationFactor?: number };
-  /**
-   * Where the source position is committed after every message of a unit was acknowledged:
-   * a sink that records checkpoints and the load log without rows (pg-sink with a
-   * checkpoint-only target).
-   */
-  checkpoints: Sink<Row>;
-  /** Max messages per produce request. Default 1,000. */
-  maxMessagesPerRequest?: number;
-  compression?: CompressionTypes;
-}
+import { HEADER, type PublishOptions, resolvePublishOptions } from './options.js';
 
 /** Stable key text from the key columns. */
 export function messageKey(row: Row, key: readonly string[]): string {
@@ -50,10 +23,9 @@ export function messageKey(row: Row, key: readonly string[]): string {
  * absorbs the repeats.
  */
 export function kafkaPublishSink(
-  options: PublishOptions,
+  input: PublishOptions,
 ): Sink<Row> & { readonly published: number; close(): Promise<void> } {
-  if (!options.key.length)
-    throw new TributaryError('INVALID_OPTIONS', 'kafkaPublishSink(): key must name at least one column');
+  const options = resolvePublishOptions(input);
   const topicFor = typeof options.topic === 'function' ? options.topic : () => options.topic as string;
   const encoding: EncodingOptions | undefined =
     options.encoding ??
@@ -63,7 +35,7 @@ export function kafkaPublishSink(
       'INVALID_OPTIONS',
       'kafkaPublishSink(): give `columns` (for the default Avro schema) or `encoding`',
     );
-  const chunk = options.maxMessagesPerRequest ?? 1000;
+  const chunk = options.maxMessagesPerRequest;
   let producer: Producer | undefined;
   let admin: Admin | undefined;
   let encoder: Encoder | undefined;
@@ -86,7 +58,8 @@ export function kafkaPublishSink(
 
   async function ensureTopic(topic: string): Promise<void> {
     if (readyTopics.has(topic)) return;
-    if (options.createTopics !== false) {
+    const createTopics = options.createTopics;
+    if (createTopics !== false) {
       admin ??= options.kafka.admin();
       await admin.connect();
       const existing = new Set(await admin.listTopics());
@@ -94,15 +67,16 @@ export function kafkaPublishSink(
       if (!existing.has(topic)) {
         create.push({
           topic,
-          numPartitions: options.createTopics?.partitions ?? 3,
-          replicationFactor: options.createTopics?.replicationFactor ?? 1,
+          numPartitions: createTopics.partitions,
+          // Unset: the broker's default.replication.factor (kafkajs sends -1).
+          ...(createTopics.replicationFactor ? { replicationFactor: createTopics.replicationFactor } : {}),
         });
       }
       if (encoder?.schema && !existing.has(`${topic}.schemas`)) {
         create.push({
           topic: `${topic}.schemas`,
           numPartitions: 1,
-          replicationFactor: options.createTopics?.replicationFactor ?? 1,
+          ...(createTopics.replicationFactor ? { replicationFactor: createTopics.replicationFactor } : {}),
           configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
         });
       }

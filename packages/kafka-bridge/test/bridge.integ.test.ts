@@ -9,7 +9,6 @@ import { describe, expect, inject, it } from 'vitest';
 import { createTestBucket } from '../../../test/support/services.js';
 import {
   createDecoder,
-  fastKafkaConfig,
   HEADER,
   type KafkaBatchMeta,
   kafkaArchiveSink,
@@ -17,6 +16,7 @@ import {
   kafkaSubscribeSource,
   schemaTopicLookup,
 } from '../src/index.js';
+import { FAST_CONSUMER, fastKafkaConfig } from '../src/testing/index.js';
 
 const kafka = () =>
   new Kafka(fastKafkaConfig(inject('kafkaBrokers'), `test-${randomBytes(3).toString('hex')}`));
@@ -77,6 +77,7 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     const decode = createDecoder({ schemas: schemaTopicLookup(k, topic) });
     const seen: { key: string; headers: Record<string, string> }[] = [];
     const subscriber = kafkaSubscribeSource({
+      consumer: FAST_CONSUMER,
       kafka: k,
       topic,
       groupId: `g-${topic}`,
@@ -117,18 +118,71 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     const target = memorySink();
     const decode = createDecoder({ schemas: schemaTopicLookup(k, topic) });
     await pipeline(
-      kafkaSubscribeSource({ kafka: k, topic, groupId: 'g1', decode, exitWhenIdle: true }),
+      kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
+        kafka: k,
+        topic,
+        groupId: 'g1',
+        decode,
+        exitWhenIdle: true,
+      }),
       target,
     );
     expect(target.rows).toHaveLength(30);
     await publish(k, topic, [[rows(30, 7)]], 'files/y');
     // Same stored positions (the memory sink), new consumer instance: only the 7 new rows.
     await pipeline(
-      kafkaSubscribeSource({ kafka: k, topic, groupId: 'g1', decode, exitWhenIdle: true }),
+      kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
+        kafka: k,
+        topic,
+        groupId: 'g1',
+        decode,
+        exitWhenIdle: true,
+      }),
       target,
     );
     expect(target.rows).toHaveLength(37);
     expect(new Set(target.rows.map((r) => r['id'])).size).toBe(37);
+  });
+
+  it("a restored database (stored offsets behind the group's committed ones): the group rewinds, nothing skipped", async () => {
+    const k = kafka();
+    const topic = await jsonTopic(k, rows(0, 12));
+    const decode = (value: Buffer | null) => JSON.parse(String(value)) as Row;
+    const subscribe = () =>
+      kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
+        kafka: k,
+        topic,
+        groupId: 'restored',
+        decode,
+        exitWhenIdle: true,
+      });
+    const before = memorySink({ key: 'id' });
+    await pipeline(subscribe(), before);
+    expect(before.rows).toHaveLength(12); // Kafka's committed offset is now 12
+    // The database comes back from a backup taken after the first 5 rows.
+    const restored = memorySink({ key: 'id' });
+    await restored.write({
+      stream: `kafka/restored/${topic}/0`,
+      rows: rows(0, 5),
+      position: { topic, partition: 0, offset: '4' },
+      meta: { source: 'backup', commit: true, lastOfUnit: true, rowsRead: 5, filtered: {} },
+    });
+    const warnings: string[] = [];
+    await pipeline(subscribe(), restored, {
+      onEvent: (e) => {
+        if (e.type === 'warning') warnings.push(e.message);
+      },
+    });
+    expect(restored.rows.map((r) => r['id']).sort()).toEqual(
+      rows(0, 12)
+        .map((r) => r['id'])
+        .sort(),
+    );
+    expect(await restored.checkpoint(`kafka/restored/${topic}/0`)).toMatchObject({ offset: '11' });
+    expect(warnings.join('\n')).toMatch(/committed .*@12, past the stored position; rewinding to 5/);
   });
 
   it('a fetch larger than maxRows: the next batch is handed over while the sink writes; all commit in order', async () => {
@@ -150,6 +204,7 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     const offsets: string[] = [];
     await pipeline(
       kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
         kafka: k,
         topic,
         groupId: `g-${topic}`,
@@ -183,7 +238,14 @@ describe('kafka bridge (kafkajs over TCP)', () => {
 
     const strict = memorySink();
     const error = await pipeline(
-      kafkaSubscribeSource({ kafka: k, topic, groupId: 'strict', decode, exitWhenIdle: true }),
+      kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
+        kafka: k,
+        topic,
+        groupId: 'strict',
+        decode,
+        exitWhenIdle: true,
+      }),
       strict,
     ).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'POISON_MESSAGE' });
@@ -194,6 +256,7 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     const lenient = memorySink();
     await pipeline(
       kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
         kafka: k,
         topic,
         groupId: 'dlq',
@@ -234,6 +297,7 @@ describe('kafka bridge (kafkajs over TCP)', () => {
         maxAgeMs: 3_600_000,
       });
       const source = kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
         kafka: k,
         topic,
         groupId: group,
@@ -288,6 +352,7 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     });
     const stop = new AbortController();
     const source = kafkaSubscribeSource({
+      consumer: FAST_CONSUMER,
       kafka: k,
       topic,
       groupId: 'age',

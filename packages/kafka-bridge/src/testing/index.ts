@@ -8,4 +8,5 @@ export {
   type TestBrokerOptions,
   type TopicPartitionOffset,
 } from './broker.js';
+export { FAST_CONSUMER, fastKafkaConfig } from './fast.js';
 export { TestBrokerState } from './state.js';
