@@ -1,11 +1,25 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import type { CommandName } from './main.js';
+import {
+  type ArchiveFlags,
+  brokerList,
+  type DemoFlags,
+  type GenerateFlags,
+  oneDataset,
+  type PublishFlags,
+  parseDatasets,
+  positiveInteger,
+  positiveNumber,
+  type ReplayFlags,
+  type RunFlags,
+  type StatusFlags,
+  type SubscribeFlags,
+} from './flags.js';
 
 // The commands' code (AWS SDK, pg, the runner) loads only once a command runs: --help and usage
-// errors answer at once.
-const main = async (command: CommandName, opts: Record<string, unknown>) =>
-  (await import('./main.js')).main(command, opts);
+// errors answer at once. Commander parses and validates every value once; each handler gets
+// typed flags.
+const commands = () => import('./commands.js');
 
 /**
  * `tickets-pipeline`: the command line is a contract (examples/tickets/README.md).
@@ -17,7 +31,18 @@ const program = new Command('tickets-pipeline')
   .exitOverride()
   .configureOutput({ writeErr: (text) => process.stderr.write(text) });
 
-const datasetOption = () => new Option('--dataset <names>', 'inc, crq or inc,crq').default('inc');
+const datasetOption = (fallback = 'inc') =>
+  new Option('--dataset <names>', 'inc, crq or inc,crq')
+    .argParser(parseDatasets)
+    .default(parseDatasets(fallback), fallback);
+const oneDatasetOption = () =>
+  new Option('--dataset <name>', 'inc or crq').argParser(oneDataset).default(oneDataset('inc'), 'inc');
+const brokersOption = () =>
+  new Option('--brokers <list>', 'host:port,…').argParser(brokerList).makeOptionMandatory();
+const lateFilesOption = () =>
+  new Option('--late-files <policy>', 'what to do with late files')
+    .choices(['error', 'apply', 'skip'])
+    .default('error');
 const jsonOption = () => new Option('--json', 'print one JSON document as the last line of stdout');
 
 program
@@ -26,23 +51,23 @@ program
   .addOption(datasetOption())
   .option('--apply', 'apply: without it this is a dry run that changes nothing')
   .option('--watch', 'keep polling until SIGINT/SIGTERM (finishes the in-flight file first)')
-  .option('--interval <seconds>', 'poll interval in watch mode', '60')
-  .addOption(
-    new Option('--late-files <policy>', 'what to do with late files')
-      .choices(['error', 'apply', 'skip'])
-      .default('error'),
+  .option('--interval <seconds>', 'poll interval in watch mode', positiveNumber, 60)
+  .addOption(lateFilesOption())
+  .option(
+    '--metrics-port <port>',
+    'serve Prometheus metrics and /healthz on this port (watch mode)',
+    positiveInteger,
   )
-  .option('--metrics-port <port>', 'serve Prometheus metrics and /healthz on this port (watch mode)')
-  .option('--concurrency <n>', 'datasets applying files at once', '4')
+  .option('--concurrency <n>', 'datasets applying files at once', positiveInteger, 4)
   .addOption(jsonOption())
-  .action((opts) => main('run', opts));
+  .action(async (flags: RunFlags) => (await commands()).run(flags));
 
 program
   .command('status')
   .description('watermark, lag, loaded and pending files, late files and the last error per dataset')
-  .addOption(datasetOption().default('inc,crq'))
+  .addOption(datasetOption('inc,crq'))
   .addOption(jsonOption())
-  .action((opts) => main('status', opts));
+  .action(async (flags: StatusFlags) => (await commands()).status(flags));
 
 program
   .command('replay')
@@ -51,65 +76,66 @@ program
   .requiredOption('--from <key>', 'first key (or timestamp) to replay, e.g. 2026-06-22T17-10-41')
   .option('--apply', 'apply: without it this is a dry run')
   .addOption(jsonOption())
-  .action((opts) => main('replay', opts));
+  .action(async (flags: ReplayFlags) => (await commands()).replay(flags));
 
 program
   .command('generate')
   .description('write a deterministic synthetic tickets bucket shaped like the real export')
   .option('--out <dir>', 'write files under this directory')
   .option('--s3', 'upload to S3_BUCKET (created if missing) at S3_ENDPOINT')
-  .option('--seed <n>', 'random seed', '42')
-  .option('--scale <k>', 'multiply the baseline sizes by k', '1')
+  .option('--seed <n>', 'random seed', positiveNumber, 42)
+  .option('--scale <k>', 'multiply the baseline sizes by k', positiveNumber, 1)
   .addOption(jsonOption())
-  .action((opts) => main('generate', opts));
+  .action(async (flags: GenerateFlags) => (await commands()).generate(flags));
 
 program
   .command('demo')
   .description('embedded PostgreSQL + S3, a generated bucket, apply inc and crq, print a summary')
   .option('--keep', 'keep the embedded services running and print their URLs')
-  .option('--scale <k>', 'multiply the baseline sizes by k', '1')
+  .option('--scale <k>', 'multiply the baseline sizes by k', positiveNumber, 1)
   .addOption(jsonOption())
-  .action((opts) => main('demo', opts));
+  .action(async (flags: DemoFlags) => (await commands()).demo(flags));
 
 program
   .command('publish')
   .description('S3 → Kafka: publish pending files of a dataset to a topic (checkpoint in PostgreSQL)')
-  .addOption(datasetOption())
-  .requiredOption('--brokers <list>', 'host:port,…')
+  .addOption(oneDatasetOption())
+  .addOption(brokersOption())
   .option('--topic <name>', 'topic (default tickets.<dataset>)')
-  .option('--partitions <n>', 'partitions when creating the topic', '3')
-  .option('--apply', 'publish: without it this is a dry run')
-  .addOption(
-    new Option('--late-files <policy>', 'what to do with late files')
-      .choices(['error', 'apply', 'skip'])
-      .default('error'),
+  .option('--partitions <n>', 'partitions when creating the topic', positiveInteger, 3)
+  .option(
+    '--replication-factor <n>',
+    "replication factor when creating the topic (default: the broker's)",
+    positiveInteger,
   )
+  .option('--apply', 'publish: without it this is a dry run')
+  .addOption(lateFilesOption())
   .addOption(jsonOption())
-  .action((opts) => main('publish', opts));
+  .action(async (flags: PublishFlags) => (await commands()).publish(flags));
 
 program
   .command('subscribe')
   .description('Kafka → PostgreSQL: apply a topic into tickets.<dataset> exactly once')
-  .requiredOption('--brokers <list>', 'host:port,…')
+  .addOption(brokersOption())
   .requiredOption('--topic <name>', 'topic to read')
   .requiredOption('--group <id>', 'consumer group id')
-  .addOption(datasetOption())
+  .addOption(oneDatasetOption())
   .option('--exit-when-idle', 'stop once the end offsets seen at start are consumed')
   .addOption(jsonOption())
-  .action((opts) => main('subscribe', opts));
+  .action(async (flags: SubscribeFlags) => (await commands()).subscribe(flags));
 
 program
   .command('archive')
   .description('Kafka → S3: roll a topic into JSON-lines files by count or age')
-  .requiredOption('--brokers <list>', 'host:port,…')
+  .addOption(brokersOption())
   .requiredOption('--topic <name>', 'topic to archive')
   .requiredOption('--to <prefix>', 'S3 key prefix for the files')
-  .option('--max-records <n>', 'records per file', '10000')
-  .option('--max-age <seconds>', 'seconds before a partial file is written', '3600')
+  .option('--max-records <n>', 'records per file', positiveInteger, 10_000)
+  .option('--max-age <seconds>', 'seconds before a partial file is written', positiveNumber, 3600)
   .option('--group <id>', 'consumer group id (default tributary-archive-<topic>)')
   .option('--exit-when-idle', 'stop once the end offsets seen at start are consumed')
   .addOption(jsonOption())
-  .action((opts) => main('archive', opts));
+  .action(async (flags: ArchiveFlags) => (await commands()).archive(flags));
 
 try {
   await program.parseAsync(process.argv);

@@ -11,23 +11,17 @@ import {
 import { type PipelineEvent, pipeline } from '@tributary/core';
 import {
   createDecoder,
-  fastKafkaConfig,
   kafkaArchiveSink,
+  kafkaClientConfig,
   kafkaPublishSink,
   kafkaSubscribeSource,
   schemaTopicLookup,
 } from '@tributary/kafka-bridge';
 import { pgSink } from '@tributary/pg-sink';
 import { s3Source } from '@tributary/s3-source';
-import { Kafka } from 'kafkajs';
-import {
-  createS3Client,
-  type Environment,
-  parseLatePolicy,
-  parsePositiveNumber,
-  singleDataset,
-  UsageError,
-} from './config.js';
+import { Kafka, type KafkaConfig } from 'kafkajs';
+import { createS3Client, type Environment, parsePositiveNumber } from './config.js';
+import type { ArchiveFlags, PublishFlags, SubscribeFlags } from './flags.js';
 import {
   CONTROL_SCHEMA,
   type FileReport,
@@ -45,55 +39,92 @@ interface KafkaContext {
   tty: boolean;
 }
 
-function brokersFrom(text: unknown): string[] {
-  const brokers = String(text ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (!brokers.length || brokers.some((b) => !/^[^:\s]+:\d+$/.test(b))) {
-    throw new UsageError(`--brokers must be host:port[,host:port…], got ${JSON.stringify(text)}`);
-  }
-  return brokers;
+/** A KAFKA_* millisecond setting, when set (examples/tickets/README.md § Environment). */
+function ms(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const text = env[name];
+  return text === undefined || text === '' ? undefined : parsePositiveNumber(name, text);
 }
 
-/** `publish`, `subscribe` and `archive`: the Kafka side of the example (issue 6). */
-export async function runKafkaCommand(
-  command: 'publish' | 'subscribe' | 'archive',
-  opts: Record<string, unknown>,
+function defined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Client settings: the library's production defaults (10 s connect, 30 s requests, retries up to
+ * 30 s apart), each tunable through KAFKA_* variables (tests shorten them for the test broker).
+ */
+export function kafkaConfigFrom(env: NodeJS.ProcessEnv, brokers: string[], clientId: string): KafkaConfig {
+  const base = kafkaClientConfig(brokers, clientId);
+  return {
+    ...base,
+    ...defined({
+      connectionTimeout: ms(env, 'KAFKA_CONNECTION_TIMEOUT_MS'),
+      requestTimeout: ms(env, 'KAFKA_REQUEST_TIMEOUT_MS'),
+    }),
+    retry: {
+      ...base.retry,
+      ...defined({
+        initialRetryTime: ms(env, 'KAFKA_RETRY_INITIAL_MS'),
+        maxRetryTime: ms(env, 'KAFKA_RETRY_MAX_MS'),
+      }),
+    },
+  };
+}
+
+/** Consumer timings: the library's defaults (30 s session, 3 s heartbeat), tunable by KAFKA_*. */
+export function consumerTimingsFrom(env: NodeJS.ProcessEnv) {
+  return defined({
+    sessionTimeout: ms(env, 'KAFKA_SESSION_TIMEOUT_MS'),
+    rebalanceTimeout: ms(env, 'KAFKA_REBALANCE_TIMEOUT_MS'),
+    heartbeatInterval: ms(env, 'KAFKA_HEARTBEAT_INTERVAL_MS'),
+    maxWaitTimeInMs: ms(env, 'KAFKA_MAX_WAIT_MS'),
+  });
+}
+
+interface KafkaSession {
+  kafka: Kafka;
+  onEvent: (e: PipelineEvent) => void;
+  stop: AbortSignal;
+}
+
+/** `publish`, `subscribe` and `archive`, the Kafka side of the example (issue 6), share this. */
+async function withKafka(
+  name: 'publish' | 'subscribe' | 'archive',
   ctx: KafkaContext,
+  brokers: string[],
+  body: (session: KafkaSession) => Promise<number>,
 ): Promise<number> {
   process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
-  const brokers = brokersFrom(opts['brokers']);
-  const kafka = new Kafka(fastKafkaConfig(brokers, `tickets-pipeline-${command}`));
+  const kafka = new Kafka(kafkaConfigFrom(process.env, brokers, `tickets-pipeline-${name}`));
   const stop = stopOnSignals(ctx.logger);
   const renderer = progressRenderer(ctx.logger, ctx.tty);
-  const onEvent = (event: PipelineEvent) => renderer.onEvent(event);
   try {
-    if (command === 'publish') return await publish(kafka, opts, ctx, onEvent, stop.signal);
-    if (command === 'subscribe') return await subscribe(kafka, opts, ctx, onEvent, stop.signal);
-    return await archive(kafka, opts, ctx, onEvent, stop.signal);
+    return await body({ kafka, onEvent: (event) => renderer.onEvent(event), stop: stop.signal });
   } finally {
     renderer.stop();
   }
 }
 
-async function publish(
-  kafka: Kafka,
-  opts: Record<string, unknown>,
+export const publish = (ctx: KafkaContext, flags: PublishFlags) =>
+  withKafka('publish', ctx, flags.brokers, (session) => publishWith(session, ctx, flags));
+export const subscribe = (ctx: KafkaContext, flags: SubscribeFlags) =>
+  withKafka('subscribe', ctx, flags.brokers, (session) => subscribeWith(session, ctx, flags));
+export const archive = (ctx: KafkaContext, flags: ArchiveFlags) =>
+  withKafka('archive', ctx, flags.brokers, (session) => archiveWith(session, ctx, flags));
+
+async function publishWith(
+  { kafka, onEvent, stop }: KafkaSession,
   ctx: KafkaContext,
-  onEvent: (e: PipelineEvent) => void,
-  stop: AbortSignal,
+  flags: PublishFlags,
 ): Promise<number> {
-  const dataset = singleDataset('publish', opts['dataset']);
-  const topic = String(opts['topic'] ?? `tickets.${dataset}`);
-  const partitions = parsePositiveNumber('--partitions', String(opts['partitions'] ?? '3'));
-  const lateFiles = parseLatePolicy(opts['lateFiles']);
+  const { dataset, partitions, replicationFactor, lateFiles } = flags;
+  const topic = flags.topic ?? `tickets.${dataset}`;
   const pool = openPool(ctx.env, 'tickets-pipeline', ctx.logger);
   const client = createS3Client(ctx.env);
   const stream = streamId(dataset);
   const report: StreamReport = { stream, watermark: null, files: [], error: null };
   try {
-    if (!opts['apply']) {
+    if (!flags.apply) {
       // Dry run: exactly what `run` would plan for this dataset.
       const { runDatasets } = await import('./run.js');
       const [planned] = await runDatasets(ctx.env, client, pool, {
@@ -113,7 +144,7 @@ async function publish(
       topic,
       key: ['ticket_id'],
       columns: TICKET_COLUMNS,
-      createTopics: { partitions, replicationFactor: 1 },
+      createTopics: { partitions, ...(replicationFactor ? { replicationFactor } : {}) },
       checkpoints,
     });
     try {
@@ -129,6 +160,7 @@ async function publish(
               rowsRead: event.rows,
               rowsFiltered: 0,
               rowsUpserted: 0,
+              rowsRejected: 0,
             });
           }
         },
@@ -148,16 +180,12 @@ async function publish(
   }
 }
 
-async function subscribe(
-  kafka: Kafka,
-  opts: Record<string, unknown>,
+async function subscribeWith(
+  { kafka, onEvent, stop }: KafkaSession,
   ctx: KafkaContext,
-  onEvent: (e: PipelineEvent) => void,
-  stop: AbortSignal,
+  flags: SubscribeFlags,
 ): Promise<number> {
-  const dataset = singleDataset('subscribe', opts['dataset']);
-  const topic = String(opts['topic']);
-  const groupId = String(opts['group']);
+  const { dataset, topic, group: groupId } = flags;
   const pool = openPool(ctx.env, 'tickets-pipeline', ctx.logger);
   const report: StreamReport = {
     stream: `kafka/${groupId}/${topic}`,
@@ -172,7 +200,8 @@ async function subscribe(
       topic,
       groupId,
       decode: createDecoder({ schemas: schemaTopicLookup(kafka, topic) }),
-      exitWhenIdle: Boolean(opts['exitWhenIdle']),
+      exitWhenIdle: Boolean(flags.exitWhenIdle),
+      consumer: consumerTimingsFrom(process.env),
     });
     const sink = pgSink({
       pool,
@@ -213,22 +242,19 @@ async function subscribe(
   }
 }
 
-async function archive(
-  kafka: Kafka,
-  opts: Record<string, unknown>,
+async function archiveWith(
+  { kafka, onEvent, stop }: KafkaSession,
   ctx: KafkaContext,
-  onEvent: (e: PipelineEvent) => void,
-  stop: AbortSignal,
+  flags: ArchiveFlags,
 ): Promise<number> {
-  const topic = String(opts['topic']);
-  const maxRecords = parsePositiveNumber('--max-records', String(opts['maxRecords'] ?? '10000'));
-  const maxAgeMs = parsePositiveNumber('--max-age', String(opts['maxAge'] ?? '3600')) * 1000;
-  const groupId = String(opts['group'] ?? `tributary-archive-${topic}`);
+  const { topic, maxRecords } = flags;
+  const maxAgeMs = flags.maxAge * 1000;
+  const groupId = flags.group ?? `tributary-archive-${topic}`;
   const client = createS3Client(ctx.env);
   const sink = kafkaArchiveSink({
     client,
     bucket: ctx.env.bucket,
-    prefix: String(opts['to']),
+    prefix: flags.to,
     maxRecords,
     maxAgeMs,
   });
@@ -237,10 +263,11 @@ async function archive(
     topic,
     groupId,
     decode: createDecoder({ schemas: schemaTopicLookup(kafka, topic) }),
-    exitWhenIdle: Boolean(opts['exitWhenIdle']),
+    exitWhenIdle: Boolean(flags.exitWhenIdle),
     awaitCommit: false,
     maxRows: maxRecords,
     tickMs: Math.min(1000, maxAgeMs),
+    consumer: consumerTimingsFrom(process.env),
   });
   let error: unknown;
   try {
@@ -255,9 +282,7 @@ async function archive(
       `${JSON.stringify({ topic, objects: sink.objects, error: error ? describeError(error) : null })}\n`,
     );
   else
-    process.stdout.write(
-      `${sink.objects.length} objects written under s3://${ctx.env.bucket}/${String(opts['to'])}\n`,
-    );
+    process.stdout.write(`${sink.objects.length} objects written under s3://${ctx.env.bucket}/${flags.to}\n`);
   if (error) {
     process.stderr.write(`tickets-pipeline: ${describeError(error)}\n`);
     return EXIT.failed;

@@ -1,6 +1,7 @@
 import { redact } from '@tributary/cli';
 import { describe, expect, it } from 'vitest';
-import { parseDatasets, readEnvironment, UsageError } from '../src/config.js';
+import { readEnvironment, UsageError } from '../src/config.js';
+import { parseDatasets } from '../src/flags.js';
 import { changeFiles, csvChunks, expectedTable, generateBucket } from '../src/generate.js';
 import { applyRules, columnType, isTrue, normalizeRawStatus, normalizeRegion } from '../src/tickets.js';
 

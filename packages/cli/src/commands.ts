@@ -1,10 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type PipelineEvent, TributaryError } from '@tributary/core';
+import { readExtractStatus } from '@tributary/pg-source';
+import type { ExtractStreamConfig } from './config.js';
 import { createS3Client, openPool, type ServiceEnvironment, UsageError } from './env.js';
+import { type ExtractReport, reconcileExtracts, runExtracts } from './extract.js';
 import { streamHealth } from './health.js';
 import { describeError, type Logger, progressRenderer, stopOnSignals, table } from './output.js';
-import { type LatePolicy, runStreamSpecs, type StreamReport } from './runner.js';
+import { CONTROL_SCHEMA, type LatePolicy, runStreamSpecs, type StreamReport } from './runner.js';
 import type { StreamSpec } from './spec.js';
 import { readStatus } from './status.js';
 
@@ -32,20 +35,39 @@ export interface RunCommandOptions {
    * stream not running yet starts in its own failure domain beside the others.
    */
   rediscover?: ((client: S3Client) => Promise<StreamSpec[]>) | undefined;
+  /** Extract streams (PostgreSQL → S3), run before the load streams (every interval in watch mode). */
+  extracts?: readonly ExtractStreamConfig[] | undefined;
 }
 
 /** Exit codes of the contract: 0 ok, 1 a stream failed, 2 usage, 3 locked by another process. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, locked: 3 } as const;
 
-export function exitCodeFor(reports: StreamReport[]): number {
-  if (reports.some((r) => r.errorCode === 'STREAM_LOCKED')) return EXIT.locked;
-  return reports.some((r) => r.error) ? EXIT.failed : EXIT.ok;
+export function exitCodeFor(
+  reports: readonly Pick<StreamReport, 'error' | 'errorCode'>[],
+  extracts: readonly Pick<ExtractReport, 'error' | 'errorCode'>[] = [],
+): number {
+  const all = [...reports, ...extracts];
+  if (all.some((r) => r.errorCode === 'STREAM_LOCKED')) return EXIT.locked;
+  return all.some((r) => r.error) ? EXIT.failed : EXIT.ok;
 }
 
 /** The `--json` shape of `run`/`replay` (examples/tickets/README.md § Output; same for `tributary`). */
-export function runJson(dryRun: boolean, reports: StreamReport[]): unknown {
+export function runJson(dryRun: boolean, reports: StreamReport[], extracts?: ExtractReport[]): unknown {
   return {
     dryRun,
+    // Only for configs with extract streams: the load-only document stays as it was.
+    ...(extracts?.length
+      ? {
+          extracts: extracts.map((e) => ({
+            stream: e.stream,
+            table: e.table,
+            status: e.status,
+            key: e.key,
+            rowsExtracted: e.rows,
+            error: e.error,
+          })),
+        }
+      : {}),
     streams: reports.map((r) => ({
       stream: r.stream,
       watermark: r.watermark,
@@ -56,13 +78,20 @@ export function runJson(dryRun: boolean, reports: StreamReport[]): unknown {
         rowsRead: f.rowsRead,
         rowsFiltered: f.rowsFiltered,
         rowsUpserted: f.rowsUpserted,
+        rowsRejected: f.rowsRejected,
       })),
+      rowsRejected: r.files.reduce((n, f) => n + f.rowsRejected, 0),
       error: r.error === null ? null : describeError(r.errorDetail ?? r.error),
     })),
   };
 }
 
-function printReports(reports: StreamReport[], dryRun: boolean): void {
+function printReports(reports: StreamReport[], dryRun: boolean, extracts: ExtractReport[]): void {
+  for (const e of extracts) {
+    process.stdout.write(
+      `\n${e.stream}  extract ${e.table}: ${e.status}${e.key ? ` ${e.key}` : ''} (${e.rows} rows)${e.error ? `\n  error: ${e.error}` : ''}\n`,
+    );
+  }
   for (const report of reports) {
     process.stdout.write(
       `\n${report.stream}  watermark: ${report.watermark ?? '(none)'}${dryRun ? '  (dry run: nothing changed)' : ''}\n`,
@@ -78,9 +107,15 @@ function printReports(reports: StreamReport[], dryRun: boolean): void {
         f.rowsFiltered,
         f.rowsUpserted,
       ]);
-      process.stdout.write(
-        `${table(['file', 'kind', 'status', 'bytes', 'read', 'filtered', 'upserted'], rows)}\n`,
-      );
+      const headers = ['file', 'kind', 'status', 'bytes', 'read', 'filtered', 'upserted'];
+      // Rejected rows (onError): a column only when some file has some.
+      if (report.files.some((f) => f.rowsRejected)) {
+        headers.push('rejected');
+        report.files.forEach((f, i) => {
+          rows[i]!.push(f.rowsRejected);
+        });
+      }
+      process.stdout.write(`${table(headers, rows)}\n`);
     }
     if (report.error) process.stdout.write(`  error: ${describeError(report.errorDetail ?? report.error)}\n`);
   }
@@ -100,7 +135,9 @@ export async function runCommand(
   const label = ctx.label ?? ((stream: string) => `stream ${stream}`);
   if (options.watch && !options.apply) throw new UsageError('--watch needs --apply');
   // Per stream: its session (advisory lock held), its load-log reads and a planner.
-  const pool = openPool(env, ctx.app, logger, 2 * specs.length + 2);
+  const extracts = options.extracts ?? [];
+  // Extracts: one session each (advisory lock, run log) beside the load streams'.
+  const pool = openPool(env, ctx.app, logger, 2 * specs.length + extracts.length + 2);
   const client = createS3Client(env);
   // The SDK loads and runs its credential chain on the first request; start it now so it
   // overlaps PostgreSQL's connect, lock and checks instead of following them. A failure is
@@ -144,8 +181,36 @@ export async function runCommand(
       ...(options.watch ? { watch: { intervalMs: options.intervalMs, stop: stop.signal } } : {}),
       onEvent,
     });
+  const extractPass = async () => {
+    // No stop signal: a graceful stop lets an in-flight extract finish its file and watermark.
+    const reports = await runExtracts(client, pool, extracts, { apply: options.apply, app: ctx.app, logger });
+    // /healthz, the failure counter and watch-mode logging see extracts as they see loads.
+    for (const report of reports)
+      onEvent(extractEvent(report, options.watch ? options.intervalMs : undefined));
+    return reports;
+  };
+  let extractReports: ExtractReport[] = [];
   try {
-    const runs = [runSpecs(specs)];
+    // Extract before load: this run's files are loaded by this run's load streams.
+    if (extracts.length) extractReports = await extractPass();
+    const runs = specs.length ? [runSpecs(specs)] : [];
+    if (options.watch && extracts.length) {
+      runs.push(
+        (async () => {
+          for (;;) {
+            try {
+              await sleep(options.intervalMs, undefined, { signal: stop.signal });
+            } catch {
+              return [];
+            }
+            await reconcileExtracts(pool, logger).catch((error: unknown) =>
+              logger.error({}, `reconciling extract runs failed: ${describeError(error)}`),
+            );
+            extractReports = await extractPass();
+          }
+        })(),
+      );
+    }
     if (options.watch && options.rediscover) {
       const running = new Set(specs.map((spec) => spec.id));
       for (;;) {
@@ -173,6 +238,10 @@ export async function runCommand(
     }
     const reports = (await Promise.all(runs)).flat();
     renderer.stop();
+    const parityFailures = options.apply && extracts.length ? await reconcileExtracts(pool, logger) : 0;
+    for (const e of extractReports) {
+      if (e.error) process.stderr.write(`${ctx.app}: ${e.error}\n`);
+    }
     for (const report of reports) {
       if (report.error) {
         process.stderr.write(
@@ -180,9 +249,10 @@ export async function runCommand(
         );
       }
     }
-    if (json) process.stdout.write(`${JSON.stringify(runJson(!options.apply, reports))}\n`);
-    else printReports(reports, !options.apply);
-    return exitCodeFor(reports);
+    if (json) process.stdout.write(`${JSON.stringify(runJson(!options.apply, reports, extractReports))}\n`);
+    else printReports(reports, !options.apply, extractReports);
+    const code = exitCodeFor(reports, extractReports);
+    return code === EXIT.ok && parityFailures ? EXIT.failed : code;
   } finally {
     renderer.stop();
     await metrics?.close();
@@ -191,18 +261,58 @@ export async function runCommand(
   }
 }
 
+/**
+ * An extract's outcome as a pipeline event: a failed extract is a failing stream (the file is its
+ * table), retried at the next interval in watch mode; a good one is healthy again.
+ */
+function extractEvent(report: ExtractReport, retryInMs: number | undefined): PipelineEvent {
+  if (!report.error) return { type: 'stream-recovered', stream: report.stream };
+  const error =
+    report.errorDetail instanceof Error
+      ? report.errorDetail
+      : new TributaryError('SOURCE_FAILED', report.error, { stream: report.stream });
+  return {
+    type: 'stream-failed',
+    stream: report.stream,
+    error,
+    source: report.table,
+    ...(retryInMs === undefined ? {} : { retryInMs }),
+  };
+}
+
 /** `status`: control-schema facts plus a read-only listing per stream. */
 export async function statusCommand(
   ctx: CommandContext,
   env: ServiceEnvironment,
   specs: StreamSpec[],
+  extractIds: readonly string[] = [],
 ): Promise<void> {
   const pool = openPool(env, ctx.app, ctx.logger, 2);
   const client = createS3Client(env);
   try {
     const streams = await readStatus(client, pool, specs);
-    if (ctx.json) process.stdout.write(`${JSON.stringify({ streams })}\n`);
+    const extracts = extractIds.length
+      ? await readExtractStatus(pool, extractIds, { schema: CONTROL_SCHEMA })
+      : [];
+    // Only configs with extract streams get the key: the load-only document is unchanged.
+    if (ctx.json)
+      process.stdout.write(`${JSON.stringify({ streams, ...(extracts.length ? { extracts } : {}) })}\n`);
     else {
+      if (extracts.length) {
+        const rows = extracts.map((e) => [
+          e.stream,
+          e.watermark ?? '-',
+          e.lastKey ?? '-',
+          e.lastRun?.status ?? '-',
+          e.lastRun?.rowsExtracted ?? '-',
+          e.lastRun?.rowsLoaded ?? '-',
+          e.lastLoadedAt ?? '-',
+          e.lastRun?.error ?? '-',
+        ]);
+        process.stdout.write(
+          `${table(['extract', 'watermark', 'last file', 'last run', 'extracted', 'loaded', 'last loaded', 'error'], rows)}\n\n`,
+        );
+      }
       const rows = streams.map((s) => [
         s.stream,
         s.watermark ?? '-',
@@ -229,6 +339,13 @@ export async function statusCommand(
         'failing file',
         'last error',
       ];
+      // Rejected rows and files (onError): columns only when some stream has some.
+      if (streams.some((s) => s.rowsRejected || s.filesRejected)) {
+        headers.push('rows rejected', 'files rejected');
+        streams.forEach((s, i) => {
+          rows[i]!.push(s.rowsRejected, s.filesRejected);
+        });
+      }
       // Qlik reloads: a column only when some stream has had one.
       if (streams.some((s) => s.snapshot)) {
         headers.push('snapshot');
@@ -237,6 +354,13 @@ export async function statusCommand(
           rows[i]!.push(
             snap ? `${snap.status} ${snap.completedAt ?? snap.startedAt} (${snap.files.length} files)` : '-',
           );
+        });
+      }
+      if (streams.some((s) => s.afterCommit)) {
+        headers.push('after commit');
+        streams.forEach((s, i) => {
+          const run = s.afterCommit;
+          rows[i]!.push(run ? `${run.status} ${run.startedAt}${run.error ? `: ${run.error}` : ''}` : '-');
         });
       }
       process.stdout.write(`${table(headers, rows)}\n`);

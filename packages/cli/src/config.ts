@@ -102,6 +102,24 @@ export const sourceSchema = z
       .optional()
       .describe("archive folder; default <prefix>processed/ (inside the stream's own space)"),
     latePrefix: folder('latePrefix').optional().describe('late-file folder; default <prefix>late/'),
+    onError: z
+      .enum(['abort', 'skip-row', 'skip-file'])
+      .default('abort')
+      .describe(
+        'a row that does not parse (wrong field count) or cast (bad integer, date…): abort fails the file and stops the stream; skip-row applies the others and writes it to tributary.rejected_rows in the same transaction; skip-file records the file rejected, moves it to rejectedPrefix and goes on',
+      ),
+    maxRejected: z
+      .union([
+        z.number().int().min(0),
+        z.string().regex(/^\d+(\.\d+)?%$/, "must be a percentage such as '1%'"),
+      ])
+      .optional()
+      .describe(
+        "skip-row only: a file with more rejected rows than this (a count, or a percentage of its rows such as '1%') fails as under abort (REJECT_LIMIT); default no limit",
+      ),
+    rejectedPrefix: folder('rejectedPrefix')
+      .optional()
+      .describe('folder for files rejected under onError: skip-file; default <prefix>rejected/'),
   })
   .strict()
   .describe('where the change files are and how they are ordered');
@@ -114,9 +132,11 @@ export const targetSchema = z
       .describe('schema.table; created if missing'),
     key: z.array(identifier).min(1).describe('conflict key; must be the PRIMARY KEY or a UNIQUE constraint'),
     mode: z
-      .enum(['upsert', 'insert-ignore', 'history'])
+      .enum(['upsert', 'insert-ignore', 'history', 'snapshot'])
       .default('upsert')
-      .describe('upsert, insert-ignore (first version wins) or history (type-2 versions)'),
+      .describe(
+        'upsert, insert-ignore (first version wins), history (type-2 versions) or snapshot (each file replaces the table in its commit: TRUNCATE + reload without an empty moment, manual §6)',
+      ),
     types: z
       .record(identifier, z.string().min(1))
       .optional()
@@ -142,6 +162,33 @@ export const targetSchema = z
       .optional()
       .describe(
         'layout qlik: how change rows apply (header__change_seq order, I/U upsert, D delete, B skipped and counted)',
+      ),
+    schemaDrift: z
+      .enum(['fail', 'evolve', 'freeze-extra'])
+      .default('fail')
+      .describe(
+        "a column the table lacks: fail (stop naming it); evolve (ALTER TABLE ADD COLUMN, nullable, typed from types or text, in the file's transaction; recorded in tributary.schema_changes); freeze-extra (ignore it, warn). Under evolve and freeze-extra a file may also lack columns (updates keep the stored value, inserts get null; warned) and source.columns is not checked exactly. Type changes always fail",
+      ),
+    versionColumn: identifier
+      .optional()
+      .describe(
+        "a row never regresses to an older value of this column (e.g. updated_at); in history mode a time column's value is the version's valid_from (instead of the load time)",
+      ),
+    afterCommit: z
+      .object({
+        sql: z.string().min(1).describe('e.g. REFRESH MATERIALIZED VIEW CONCURRENTLY reporting.v_trips'),
+        minIntervalSeconds: z
+          .number()
+          .min(0)
+          .default(0)
+          .describe(
+            'at most one run per interval (across processes); a commit inside it runs the hook when it ends or when the run ends',
+          ),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'SQL run after each file commits, outside its transaction, serialised across processes under an advisory lock (one per SQL text); outcome in tributary.after_commit and status; a failure never rolls back data and is retried on the next commit',
       ),
   })
   .strict()
@@ -177,7 +224,85 @@ export const configSchema = z
   })
   .strict();
 
-export type TributaryConfig = z.infer<typeof configSchema>;
+const extractColumn = z.union([
+  identifier,
+  z
+    .object({ name: identifier, expression: z.string().min(1) })
+    .strict()
+    .describe('a named SQL expression over the row (drift fixed in the extract, manual §8)'),
+]);
+
+/**
+ * An extract stream (seed 001): a `streams` entry whose source is `postgres` and whose target is
+ * `s3`. `tributary run --apply` runs these before the load streams.
+ */
+export const extractStreamSchema = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, 'must be <source>/<dataset>, e.g. dwh/trips')
+      .describe('stream id: extract watermark and run-log key'),
+    source: z
+      .object({
+        postgres: z
+          .object({
+            url: z
+              .string()
+              .min(1)
+              .describe('source database URL, usually an environment variable; a read-only role is enough'),
+            table: z
+              .string()
+              .regex(/^[^.\s]+\.[^.\s]+$/, 'must be schema.table')
+              .describe('schema.table on the source'),
+            watermark: identifier
+              .optional()
+              .describe('DB-insertion timestamp or increasing id column; required for incremental'),
+            key: z.array(identifier).min(1).describe('natural key (orders rows with equal watermarks)'),
+            mode: z
+              .enum(['incremental', 'snapshot'])
+              .default('incremental')
+              .describe('incremental: rows past the watermark; snapshot: the whole table each run'),
+            columns: z
+              .array(extractColumn)
+              .min(1)
+              .optional()
+              .describe('the file columns, in order: names or { name, expression }; default all'),
+            safetyLag: z
+              .number()
+              .nonnegative()
+              .default(0)
+              .describe('seconds subtracted from the source clock for the upper bound (late commits)'),
+          })
+          .strict(),
+      })
+      .strict()
+      .describe('the PostgreSQL table to extract'),
+    target: z
+      .object({
+        s3: z
+          .object({
+            bucket: z.string().min(1).optional().describe('S3 bucket; default $S3_BUCKET'),
+            prefix: folder('prefix').describe('folder of the files (a load stream reads it)'),
+            keyPattern: z
+              .enum(KEY_PATTERNS)
+              .default('YYYYMMDD_HHMM_<TZ>')
+              .describe('file name time format; a run within one name is a no-op'),
+            timeZone: timeZone.default('UTC').describe('IANA zone of the times in file names'),
+            gzip: z.boolean().default(false).describe('write .csv.gz'),
+          })
+          .strict(),
+      })
+      .strict()
+      .describe('where the files go'),
+  })
+  .strict();
+
+export type ExtractStreamConfig = z.infer<typeof extractStreamSchema>;
+
+export type TributaryConfig = z.infer<typeof configSchema> & {
+  /** The extract streams (`source.postgres` entries of `streams`), in file order. */
+  extracts: ExtractStreamConfig[];
+};
 export type StreamConfig = z.infer<typeof streamSchema>;
 export type TransformConfig = z.infer<typeof transformSchema>;
 
@@ -237,20 +362,138 @@ export function parseConfig(
   }
   const problems: { path: string; message: string }[] = [];
   const expanded = expandEnv(raw, env, [], problems);
-  const parsed = configSchema.safeParse(expanded);
+  const { loads, extracts, loadIndex } = splitStreams(expanded);
+  // Only extract streams: the load streams may then be none.
+  const schema = extracts.length ? configSchema.extend({ streams: z.array(streamSchema) }) : configSchema;
+  const parsed = schema.safeParse(loads);
+  // A value left empty by a missing variable is already reported: not twice.
+  const reported = new Set(problems.map((p) => p.path));
+  const report = (path: PropertyKey[], message: string) => {
+    const text = pathText(path);
+    if (!reported.has(text)) problems.push({ path: text, message });
+  };
   if (!parsed.success) {
-    // A value left empty by a missing variable is already reported: not twice.
-    const reported = new Set(problems.map((p) => p.path));
     for (const issue of parsed.error.issues) {
-      const path = pathText(issue.path);
-      if (!reported.has(path)) problems.push({ path, message: issue.message });
+      const path = [...issue.path];
+      // Back to the entry's index in the file's `streams`.
+      if (path[0] === 'streams' && typeof path[1] === 'number') path[1] = loadIndex[path[1]]!;
+      report(path, issue.message);
     }
   }
+  const parsedExtracts: ExtractStreamConfig[] = [];
+  for (const { index, entry } of extracts) {
+    const one = extractStreamSchema.safeParse(entry);
+    if (one.success) parsedExtracts.push(one.data);
+    else for (const issue of one.error.issues) report(['streams', index, ...issue.path], issue.message);
+  }
   if (problems.length || !parsed.success) throw new ConfigError(file, problems);
-  const config = parsed.data;
-  problems.push(...semanticProblems(config, env));
+  const config: TributaryConfig = { ...parsed.data, extracts: parsedExtracts };
+  problems.push(...semanticProblems(config, env), ...extractProblems(config, env, extracts));
   if (problems.length) throw new ConfigError(file, problems);
   return config;
+}
+
+const isExtractEntry = (entry: unknown): boolean => {
+  const source = (entry as { source?: unknown } | null)?.source;
+  return typeof source === 'object' && source !== null && 'postgres' in source;
+};
+
+/** The file's `streams` entries split into load and extract streams, with their file indices. */
+function splitStreams(expanded: unknown): {
+  loads: unknown;
+  extracts: { index: number; entry: unknown }[];
+  loadIndex: number[];
+} {
+  const streams = (expanded as { streams?: unknown } | null)?.streams;
+  if (!Array.isArray(streams)) return { loads: expanded, extracts: [], loadIndex: [] };
+  const extracts: { index: number; entry: unknown }[] = [];
+  const loadIndex: number[] = [];
+  const loads: unknown[] = [];
+  streams.forEach((entry, index) => {
+    if (isExtractEntry(entry)) extracts.push({ index, entry });
+    else {
+      loadIndex.push(index);
+      loads.push(entry);
+    }
+  });
+  return { loads: { ...(expanded as object), streams: loads }, extracts, loadIndex };
+}
+
+/** The bucket of an extract stream's files. */
+export function extractBucket(stream: ExtractStreamConfig, env: NodeJS.ProcessEnv = process.env): string {
+  return stream.target.s3.bucket ?? env.S3_BUCKET ?? '';
+}
+
+/**
+ * Extract streams: ids unique across all streams, a bucket, a watermark when incremental, and no
+ * two extracts writing into overlapping folders (their files would interleave in one listing).
+ */
+function extractProblems(
+  config: TributaryConfig,
+  env: NodeJS.ProcessEnv,
+  entries: readonly { index: number }[],
+): { path: string; message: string }[] {
+  const problems: { path: string; message: string }[] = [];
+  const loadIds = new Set(config.streams.map((s) => s.id));
+  const seen = new Map<string, number>();
+  config.extracts.forEach((stream, i) => {
+    const at = `streams[${entries[i]!.index}]`;
+    if (loadIds.has(stream.id) || seen.has(stream.id)) {
+      problems.push({ path: `${at}.id`, message: `"${stream.id}" is the id of another stream` });
+    }
+    seen.set(stream.id, i);
+    if (!extractBucket(stream, env)) {
+      problems.push({ path: `${at}.target.s3.bucket`, message: 'is required when S3_BUCKET is not set' });
+    }
+    if (stream.source.postgres.mode === 'incremental' && !stream.source.postgres.watermark) {
+      problems.push({
+        path: `${at}.source.postgres.watermark`,
+        message: "is required for mode 'incremental'",
+      });
+    }
+    problems.push(...readerProblems(config, env, stream, at));
+    for (let j = 0; j < i; j++) {
+      const other = config.extracts[j]!;
+      const [a, b] = [stream.target.s3.prefix, other.target.s3.prefix];
+      if (extractBucket(stream, env) === extractBucket(other, env) && (a.startsWith(b) || b.startsWith(a))) {
+        problems.push({
+          path: `${at}.target.s3.prefix`,
+          message: `streams "${other.id}" and "${stream.id}" write into overlapping folders ${b} and ${a}`,
+        });
+      }
+    }
+  });
+  return problems;
+}
+
+/**
+ * A load stream over an extract's folder must read the names as they are written: the same key
+ * pattern and (unless the name carries its zone) the same time zone, else files would be
+ * refused as bad keys or, worse, ordered on shifted times.
+ */
+function readerProblems(
+  config: TributaryConfig,
+  env: NodeJS.ProcessEnv,
+  stream: ExtractStreamConfig,
+  at: string,
+): { path: string; message: string }[] {
+  const { prefix, keyPattern, timeZone } = stream.target.s3;
+  return config.streams
+    .filter(
+      (load) =>
+        load.source.prefix === prefix && streamSpaces(load, env).bucket === extractBucket(stream, env),
+    )
+    .flatMap((load) => {
+      const patternDiffers = load.source.keyPattern !== undefined && load.source.keyPattern !== keyPattern;
+      const zoneDiffers = keyPattern !== 'YYYYMMDD_HHMM_<TZ>' && load.source.timeZone !== timeZone;
+      if (!patternDiffers && !zoneDiffers) return [];
+      return [
+        {
+          path: `${at}.target.s3`,
+          message: `stream "${load.id}" reads ${prefix} with keyPattern ${load.source.keyPattern} in ${load.source.timeZone}, but "${stream.id}" writes ${keyPattern} in ${timeZone}`,
+        },
+      ];
+    });
 }
 
 export async function loadConfig(
@@ -275,6 +518,7 @@ export interface StreamSpaces {
   listing: string[];
   processed: string;
   late: string;
+  rejected: string;
 }
 
 export function streamSpaces(stream: StreamConfig, env: NodeJS.ProcessEnv = process.env): StreamSpaces {
@@ -287,6 +531,7 @@ export function streamSpaces(stream: StreamConfig, env: NodeJS.ProcessEnv = proc
     listing,
     processed: stream.source.processedPrefix ?? `${prefix}processed/`,
     late: stream.source.latePrefix ?? `${prefix}late/`,
+    rejected: stream.source.rejectedPrefix ?? `${prefix}rejected/`,
   };
 }
 
@@ -347,10 +592,28 @@ function semanticProblems(
         message: `is required for layout 'changes' (one of ${KEY_PATTERNS.join(', ')})`,
       });
     }
+    if (stream.target.versionColumn && stream.source.layout === 'qlik') {
+      problems.push({
+        path: `streams[${i}].target.versionColumn`,
+        message: 'is target.qlik.versionColumn for layout qlik',
+      });
+    }
+    if (stream.target.mode === 'snapshot' && stream.source.layout === 'qlik') {
+      problems.push({
+        path: `streams[${i}].target.mode`,
+        message: 'snapshot is for files that each hold the whole table; a Qlik layout has its own reloads',
+      });
+    }
     if (stream.target.qlik && stream.source.layout !== 'qlik') {
       problems.push({
         path: `streams[${i}].target.qlik`,
         message: "is only for source.layout 'qlik'",
+      });
+    }
+    if (stream.source.maxRejected !== undefined && stream.source.onError !== 'skip-row') {
+      problems.push({
+        path: `streams[${i}].source.maxRejected`,
+        message: "applies to onError: 'skip-row' only",
       });
     }
   }
@@ -361,8 +624,18 @@ function semanticProblems(
       if (a.bucket !== b.bucket) continue;
       // A template leaves out the table folders explicit streams already claim.
       if (config.streams[i]!.discover || config.streams[j]!.discover) continue;
-      const aAll = [...a.listing.map((p) => ['listing', p]), ['archive', a.processed], ['late', a.late]];
-      const bAll = [...b.listing.map((p) => ['listing', p]), ['archive', b.processed], ['late', b.late]];
+      const aAll = [
+        ...a.listing.map((p) => ['listing', p]),
+        ['archive', a.processed],
+        ['late', a.late],
+        ['rejected', a.rejected],
+      ];
+      const bAll = [
+        ...b.listing.map((p) => ['listing', p]),
+        ['archive', b.processed],
+        ['late', b.late],
+        ['rejected', b.rejected],
+      ];
       const clash = aAll.flatMap(([ka, pa]) =>
         bAll.filter(([, pb]) => overlaps(pa!, pb!)).map(([kb, pb]) => `${ka} ${pa} overlaps ${kb} ${pb}`),
       );

@@ -49,7 +49,8 @@ export function createS3Client(
     // Checksums only where the API requires them: S3-compatible servers (MinIO, s3rver) differ.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    maxAttempts: 5,
+    // One retry budget: the stages retry per core's RetryPolicy; SDK tries would multiply it.
+    maxAttempts: 1,
   });
 }
 

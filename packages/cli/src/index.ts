@@ -1,3 +1,4 @@
+export type { AfterCommitStatus } from './after-commit.js';
 export {
   type CommandContext,
   EXIT,

@@ -15,7 +15,7 @@ export interface MetricsServer {
 }
 
 /**
- * Prometheus metrics for watch mode (prom-client): files and rows applied, failures (counted
+ * Prometheus metrics for watch mode (prom-client): files and rows applied, rows rejected, failures (counted
  * when they happen), seconds since the newest applied file, pending files. `/healthz` answers
  * 200 while every stream applies, 503 while any stream is failing, with each failing stream,
  * its file, error code and since when. Freshness and pending counts are read at scrape time
@@ -38,6 +38,14 @@ export async function startMetricsServer(
     labelNames: ['stream'],
     registers: [registry],
   });
+  const rejected = new Counter({
+    name: 'tributary_rows_rejected_total',
+    help: 'Rows set aside (onError: skip-row) or in rejected files (skip-file), counted when their file commits',
+    labelNames: ['stream'],
+    registers: [registry],
+  });
+  // Rows set aside by the batches of each stream's open file, until it commits or fails.
+  const rejectedInFile = new Map<string, number>();
   const failures = new Counter({
     name: 'tributary_failures_total',
     help: 'Times a stream stopped at a failure (counted when it happens)',
@@ -88,11 +96,18 @@ export async function startMetricsServer(
   return {
     port: (server.address() as AddressInfo).port,
     onEvent(event) {
-      if (event.type === 'committed') {
+      if (event.type === 'batch-written' && event.rejected) {
+        rejectedInFile.set(event.stream, (rejectedInFile.get(event.stream) ?? 0) + event.rejected);
+      } else if (event.type === 'committed') {
         files.inc({ stream: event.stream });
         rows.inc({ stream: event.stream }, event.rows);
+        rejected.inc({ stream: event.stream }, rejectedInFile.get(event.stream) ?? 0);
+        rejectedInFile.delete(event.stream);
       } else if (event.type === 'stream-failed') {
         failures.inc({ stream: event.stream });
+        rejectedInFile.delete(event.stream);
+      } else if (event.type === 'retry' && event.stream) {
+        rejectedInFile.delete(event.stream);
       }
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),

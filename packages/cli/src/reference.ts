@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { configSchema } from './config.js';
+import { configSchema, extractStreamSchema } from './config.js';
 
 interface JsonSchema {
   type?: string;
@@ -45,9 +45,18 @@ function rows(schema: JsonSchema, path: string, out: string[][]): void {
 
 /** The README's "Config reference" table, generated from the schema that validates configs. */
 export function configReference(): string {
-  const schema = z.toJSONSchema(configSchema, { io: 'input' }) as JsonSchema;
+  const load = z.toJSONSchema(configSchema, { io: 'input' }) as JsonSchema;
+  const extract = z.toJSONSchema(extractStreamSchema, { io: 'input' }) as JsonSchema;
+  return [
+    markdownTable(load, ''),
+    'Extract streams: a `streams` entry whose `source` is `postgres` (PostgreSQL → S3, run before the load streams):',
+    markdownTable(extract, 'streams[].'),
+  ].join('\n\n');
+}
+
+function markdownTable(schema: JsonSchema, path: string): string {
   const table: string[][] = [];
-  rows(schema, '', table);
+  rows(schema, path, table);
   const lines = ['| key | type | default | meaning |', '| --- | --- | --- | --- |'];
   for (const row of table)
     lines.push(

@@ -11,6 +11,7 @@ import {
 import { type PgSink, pgSink, readState, type TargetTable } from '@tributary/pg-sink';
 import { type S3Source, type StreamDefinition, s3Source } from '@tributary/s3-source';
 import type pg from 'pg';
+import { readAfterCommit } from './after-commit.js';
 import { readColumnNames } from './header.js';
 import type { StreamSpec } from './spec.js';
 
@@ -19,7 +20,8 @@ export const CONTROL_SCHEMA = 'tributary';
 
 export type LatePolicy = 'error' | 'apply' | 'skip';
 
-export type FileStatus = 'planned' | 'loaded' | 'late' | 'skipped' | 'failed';
+/** `rejected`: not applied, moved to rejected/ under `onError: skip-file`. */
+export type FileStatus = 'planned' | 'loaded' | 'late' | 'skipped' | 'rejected' | 'failed';
 
 export interface FileReport {
   key: string;
@@ -28,6 +30,8 @@ export interface FileReport {
   rowsRead: number;
   rowsFiltered: number;
   rowsUpserted: number;
+  /** Rows set aside under the stream's `onError` policy (all of a rejected file's). */
+  rowsRejected: number;
   size?: number;
 }
 
@@ -123,6 +127,7 @@ function trackFiles(files: Map<string, FileReport>, event: PipelineEvent): void 
       rowsRead: 0,
       rowsFiltered: 0,
       rowsUpserted: 0,
+      rowsRejected: 0,
     };
     if (meta.size !== undefined) report.size = meta.size;
     files.set(key, report);
@@ -130,7 +135,9 @@ function trackFiles(files: Map<string, FileReport>, event: PipelineEvent): void 
   report.rowsRead += meta.rowsRead;
   report.rowsFiltered += Object.values(event.filtered).reduce((a, b) => a + b, 0);
   report.rowsUpserted += event.rows;
+  report.rowsRejected += event.rejected ?? 0;
   if (meta.late === 'skipped') report.status = 'skipped';
+  if (event.unitRejected) report.status = 'rejected';
 }
 
 /**
@@ -218,6 +225,7 @@ async function planStream(
         rowsRead: 0,
         rowsFiltered: 0,
         rowsUpserted: 0,
+        rowsRejected: 0,
         size: file.size,
       });
     }
@@ -230,6 +238,7 @@ async function planStream(
         rowsRead: 0,
         rowsFiltered: 0,
         rowsUpserted: 0,
+        rowsRejected: 0,
         size: file.size,
       });
     }
@@ -318,11 +327,13 @@ async function applyStream(
         rowsRead: 0,
         rowsFiltered: 0,
         rowsUpserted: 0,
+        rowsRejected: 0,
       });
     }
   } finally {
     await sink.close().catch(() => undefined);
   }
+  if (target.afterCommit) await warnFailedHook(pool, stream, options);
   // Files that never committed in a failed run are not "loaded"; planned-but-unreached stay out.
   for (const file of files.values()) {
     if (file.status === 'planned') file.status = 'failed';
@@ -332,6 +343,20 @@ async function applyStream(
   const state = await readState(pool, CONTROL_SCHEMA, stream).catch(() => undefined);
   report.watermark = state?.watermarkKey ?? null;
   return report;
+}
+
+/**
+ * A failed after-commit hook does not fail the run (the data is committed), but the operator
+ * should hear of it at the run's end, not only from `status`.
+ */
+async function warnFailedHook(pool: pg.Pool, stream: string, options: RunOptions): Promise<void> {
+  const run = await readAfterCommit(pool, CONTROL_SCHEMA, stream).catch(() => null);
+  if (run?.status !== 'failed') return;
+  options.onEvent?.({
+    type: 'warning',
+    stream,
+    message: `after-commit hook failed after ${run.source ?? 'a commit'} (data is committed; the next commit runs it again): ${run.error ?? ''}`,
+  });
 }
 
 function fail(report: StreamReport, error: unknown): void {

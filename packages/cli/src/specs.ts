@@ -1,7 +1,13 @@
 import { cleanText, dropFields, type Row, rename, skipRows, type Transform } from '@tributary/core';
 import type { ColumnSpec, TargetTable } from '@tributary/pg-sink';
 import type { StreamDefinition } from '@tributary/s3-source';
-import { type StreamConfig, streamSpaces, type TransformConfig, type TributaryConfig } from './config.js';
+import {
+  type ExtractStreamConfig,
+  type StreamConfig,
+  streamSpaces,
+  type TransformConfig,
+  type TributaryConfig,
+} from './config.js';
 import { UsageError } from './env.js';
 import type { StreamSpec } from './spec.js';
 
@@ -40,6 +46,16 @@ function tableColumns(stream: StreamConfig, header: readonly string[]): ColumnSp
   return columns.map((name) => ({ name, type: stream.target.types?.[name] ?? 'text' }));
 }
 
+/**
+ * Target mode `snapshot`: every file is a complete snapshot of the table (an extract in snapshot
+ * mode), so each one is pg-sink's last part of a snapshot: its rows fill a shadow table that
+ * replaces the target's rows in the file's own commit. Readers never see an empty table.
+ */
+const wholeFileSnapshot: Transform<Row, Row> = (batch) => ({
+  ...batch,
+  meta: { ...batch.meta, snapshot: 'last' },
+});
+
 /** One config stream as the runner's spec. */
 export function streamSpec(stream: StreamConfig, env: NodeJS.ProcessEnv = process.env): StreamSpec {
   if (stream.discover) {
@@ -56,16 +72,25 @@ export function streamSpec(stream: StreamConfig, env: NodeJS.ProcessEnv = proces
     timeZone: s.timeZone,
     ...(s.format ? { format: s.format } : {}),
     // Qlik change files carry the header__ columns before the declared ones.
+    // Under evolve / freeze-extra the sink decides what a changed header means.
     ...(s.columns
       ? {
           columns: [...s.columns],
-          columnCheck: s.layout === 'qlik' ? ('subset' as const) : ('exact' as const),
+          columnCheck:
+            t.schemaDrift !== 'fail'
+              ? ('any' as const)
+              : s.layout === 'qlik'
+                ? ('subset' as const)
+                : ('exact' as const),
         }
       : {}),
     emptyAsNull: true,
     lateFiles: s.lateFiles,
     processedPrefix: spaces.processed,
     latePrefix: spaces.late,
+    rejectedPrefix: spaces.rejected,
+    onError: s.onError,
+    ...(s.maxRejected === undefined ? {} : { maxRejected: s.maxRejected }),
   };
   const [schema, table] = t.table.split('.') as [string, string];
   const columns = s.columns ? tableColumns(stream, s.columns) : undefined;
@@ -73,9 +98,15 @@ export function streamSpec(stream: StreamConfig, env: NodeJS.ProcessEnv = proces
     schema,
     table,
     key: [...t.key],
-    mode: t.mode,
+    mode: t.mode === 'snapshot' ? 'upsert' : t.mode,
     createTable: true,
     ...(columns ? { columns } : {}),
+    ...(t.schemaDrift === 'fail' ? {} : { schemaDrift: t.schemaDrift }),
+    ...(t.types ? { types: { ...t.types } } : {}),
+    ...(t.versionColumn ? { versionColumn: t.versionColumn } : {}),
+    ...(t.afterCommit
+      ? { afterCommit: { sql: t.afterCommit.sql, minIntervalSeconds: t.afterCommit.minIntervalSeconds } }
+      : {}),
     ...(s.layout === 'qlik'
       ? {
           qlik: {
@@ -90,7 +121,10 @@ export function streamSpec(stream: StreamConfig, env: NodeJS.ProcessEnv = proces
     id: stream.id,
     source,
     target,
-    transforms: () => stream.transforms.map(buildTransform),
+    transforms: () => [
+      ...stream.transforms.map(buildTransform),
+      ...(t.mode === 'snapshot' ? [wholeFileSnapshot] : []),
+    ],
     columnsFromHeader: (header) => tableColumns(stream, header),
   };
 }
@@ -103,13 +137,25 @@ export function selectSpecs(
 ): StreamSpec[] {
   const specs = config.streams.map((stream) => streamSpec(stream, env));
   if (!selected?.length) return specs;
-  return selected.map((id) => {
-    const spec = specs.find((s) => s.id === id);
-    if (!spec) {
-      throw new UsageError(
-        `--stream: no stream "${id}" in the config (streams: ${specs.map((s) => s.id).join(', ')})`,
-      );
-    }
-    return spec;
-  });
+  const extractIds = new Set(config.extracts.map((s) => s.id));
+  return selected
+    .filter((id) => !extractIds.has(id))
+    .map((id) => {
+      const spec = specs.find((s) => s.id === id);
+      if (!spec) {
+        throw new UsageError(
+          `--stream: no stream "${id}" in the config (streams: ${[...extractIds, ...specs.map((s) => s.id)].join(', ')})`,
+        );
+      }
+      return spec;
+    });
+}
+
+/** The extract streams selected by `--stream a,b` (all when none given). */
+export function selectExtracts(
+  config: TributaryConfig,
+  selected: readonly string[] | undefined,
+): ExtractStreamConfig[] {
+  if (!selected?.length) return config.extracts;
+  return config.extracts.filter((stream) => selected.includes(stream.id));
 }

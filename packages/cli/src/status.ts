@@ -2,6 +2,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { readState } from '@tributary/pg-sink';
 import { s3Source } from '@tributary/s3-source';
 import type pg from 'pg';
+import { type AfterCommitStatus, readAfterCommit } from './after-commit.js';
 import { CONTROL_SCHEMA, runDefinition } from './runner.js';
 import type { StreamSpec } from './spec.js';
 
@@ -17,11 +18,17 @@ export interface StreamStatus {
   lateFiles: number;
   /** Late files skipped under `--late-files skip` (recorded `late_skipped`, moved to late/). */
   lateFilesSkipped: number;
+  /** Rows set aside (onError: skip-row) in applied files, all time (`tributary.rejected_rows`). */
+  rowsRejected: number;
+  /** Files recorded `rejected` (onError: skip-file) and moved to rejected/. */
+  filesRejected: number;
   lastError: string | null;
   /** The file the last error (a failure newer than the last success) stopped at. */
   failingFile: string | null;
   /** The latest snapshot (a Qlik reload) of the stream, or null when it never had one. */
   snapshot: SnapshotStatus | null;
+  /** The latest after-commit hook run a commit of this stream started, or null. */
+  afterCommit: AfterCommitStatus | null;
 }
 
 export interface SnapshotStatus {
@@ -41,9 +48,15 @@ export async function readStatus(
 ): Promise<StreamStatus[]> {
   const out: StreamStatus[] = [];
   const found = (
-    await pool.query<{ loads: boolean; snapshots: boolean }>(
-      `SELECT to_regclass($1) IS NOT NULL AS loads, to_regclass($2) IS NOT NULL AS snapshots`,
-      [`"${CONTROL_SCHEMA}".loads`, `"${CONTROL_SCHEMA}".snapshots`],
+    await pool.query<{ loads: boolean; snapshots: boolean; rejected: boolean; after_commit: boolean }>(
+      `SELECT to_regclass($1) IS NOT NULL AS loads, to_regclass($2) IS NOT NULL AS snapshots,
+              to_regclass($3) IS NOT NULL AS rejected, to_regclass($4) IS NOT NULL AS after_commit`,
+      [
+        `"${CONTROL_SCHEMA}".loads`,
+        `"${CONTROL_SCHEMA}".snapshots`,
+        `"${CONTROL_SCHEMA}".rejected_rows`,
+        `"${CONTROL_SCHEMA}".after_commit`,
+      ],
     )
   ).rows[0];
   const exists = found?.loads;
@@ -59,9 +72,12 @@ export async function readStatus(
       pendingFiles: 0,
       lateFiles: 0,
       lateFilesSkipped: 0,
+      rowsRejected: 0,
+      filesRejected: 0,
       lastError: null,
       failingFile: null,
       snapshot: null,
+      afterCommit: null,
     };
     if (exists) {
       const { rows } = await pool.query<{
@@ -85,7 +101,7 @@ export async function readStatus(
            LEFT JOIN LATERAL (
              SELECT f.error, f.source FROM "${CONTROL_SCHEMA}".loads f
               WHERE f.stream = $1 AND f.status = 'failed'
-                AND f.load_id > coalesce((SELECT max(load_id) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived', 'late_skipped')), 0)
+                AND f.load_id > coalesce((SELECT max(load_id) FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1 AND status IN ('loaded', 'archived', 'late_skipped', 'rejected')), 0)
               ORDER BY f.load_id DESC LIMIT 1) f ON true`,
         [stream],
       );
@@ -102,6 +118,17 @@ export async function readStatus(
         status.lastError = row.last_error;
         status.failingFile = row.failing_file;
       }
+    }
+    if (found?.rejected) {
+      // Migration 5 (issue 17): loads.rows_rejected and the 'rejected' status.
+      const { rows } = await pool.query<{ rows_rejected: string; files_rejected: string }>(
+        `SELECT coalesce(sum(rows_rejected) FILTER (WHERE status IN ('loaded', 'archived')), 0) AS rows_rejected,
+                count(DISTINCT source) FILTER (WHERE status = 'rejected') AS files_rejected
+           FROM "${CONTROL_SCHEMA}".loads WHERE stream = $1`,
+        [stream],
+      );
+      status.rowsRejected = Number(rows[0]?.rows_rejected ?? 0);
+      status.filesRejected = Number(rows[0]?.files_rejected ?? 0);
     }
     if (found?.snapshots) {
       const { rows } = await pool.query<{
@@ -126,6 +153,7 @@ export async function readStatus(
         };
       }
     }
+    if (found?.after_commit) status.afterCommit = await readAfterCommit(pool, CONTROL_SCHEMA, stream);
     try {
       const state = await readState(pool, CONTROL_SCHEMA, stream);
       const source = s3Source({

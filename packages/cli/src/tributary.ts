@@ -13,7 +13,7 @@ import {
 } from './env.js';
 import { createLogger } from './output.js';
 import type { StreamSpec } from './spec.js';
-import { selectSpecs } from './specs.js';
+import { selectExtracts, selectSpecs } from './specs.js';
 
 /**
  * `tributary`: every stream declared in a config file, each in its own failure domain. The
@@ -134,6 +134,7 @@ function runOrReplay(command: 'run' | 'replay') {
           : parsePositiveInteger('--concurrency', String(opts['concurrency']));
       return runCommand(context(opts), readServiceEnvironment(), specs, {
         apply: Boolean(opts['apply']),
+        ...(command === 'run' ? { extracts: selectExtracts(config, streamIds(opts)) } : {}),
         watch,
         rediscover,
         intervalMs: parsePositiveNumber('--interval', String(opts['interval'] ?? '60')) * 1000,
@@ -173,7 +174,12 @@ program
   .addOption(jsonOption())
   .action((opts: Options) =>
     withContext(opts, async (config) => {
-      await statusCommand(context(opts), readServiceEnvironment(), await commandSpecs(config, opts));
+      await statusCommand(
+        context(opts),
+        readServiceEnvironment(),
+        await commandSpecs(config, opts),
+        selectExtracts(config, streamIds(opts)).map((s) => s.id),
+      );
       return EXIT.ok;
     }),
   );
@@ -197,7 +203,7 @@ program
     withContext(opts, async (config) => {
       // Templates are expanded at run time (a listing); their fixed parts were checked above.
       const specs = selectSpecs({ ...config, streams: config.streams.filter((s) => !s.discover) }, undefined);
-      const ids = config.streams.map((s) => s.id);
+      const ids = [...config.extracts.map((s) => s.id), ...config.streams.map((s) => s.id)];
       // The S3 source's own option checks too (still no I/O: nothing is listed or sent).
       const { s3Source } = await import('@tributary/s3-source');
       const { S3Client } = await import('@aws-sdk/client-s3');
