@@ -8,41 +8,11 @@ import {
   type Source,
   TributaryError,
 } from '@tributary/core';
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import { type DeadLetter, deadLetter } from './dead-letter.js';
+import { prepareGroup } from './group-offsets.js';
 import { type KafkaRange, kafkaRange } from './meta.js';
-import { FAST_CONSUMER, HEADER } from './options.js';
-
-export interface SubscribeOptions {
-  kafka: Kafka;
-  topic: string;
-  groupId: string;
-  /** Turns a message value into a row (see `createDecoder`). */
-  decode: (value: Buffer | null, message: KafkaMessage) => Promise<Row> | Row;
-  /** Stream id of a partition; one checkpoint row per topic-partition and group. */
-  streamFor?: (topic: string, partition: number) => string;
-  /** Max rows per batch. Default 5,000. */
-  maxRows?: number;
-  /** Undecodable messages: stop (default) or send to `<topic>.dlq` and move on. */
-  poison?: 'error' | 'dead-letter';
-  /** Stop once every partition is consumed up to the end offsets seen at start. */
-  exitWhenIdle?: boolean;
-  /**
-   * Wait for each batch to commit before fetching more (default true). The archiver sets
-   * false: it commits several batches at once.
-   */
-  awaitCommit?: boolean;
-  /** For sinks that roll by age: emit an empty batch per assigned partition this often when idle. */
-  tickMs?: number;
-  /**
-   * kafkajs consumer settings. Fetches default to 8 MiB per partition and 32 MiB per request
-   * (kafkajs holds up to `maxBytes` per broker, plus the batches being decoded and written).
-   */
-  consumer?: Partial<typeof FAST_CONSUMER> & {
-    readUncommitted?: boolean;
-    maxBytesPerPartition?: number;
-    maxBytes?: number;
-  };
-}
+import { type ResolvedSubscribeOptions, resolveSubscribeOptions, type SubscribeOptions } from './options.js';
 
 export interface KafkaPosition {
   topic: string;
@@ -68,12 +38,11 @@ interface Pending {
  * a rebalance, a restart or Kafka's own (lagging) committed offset never applies a message
  * twice. Kafka's committed offsets are written after the sink committed, for lag tooling only.
  */
-export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & { readonly consumed: number } {
+export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { readonly consumed: number } {
+  const options = resolveSubscribeOptions(input);
   const streamFor = options.streamFor ?? defaultStreamFor(options.groupId);
-  const maxRows = options.maxRows ?? 5000;
-  const awaitCommit = options.awaitCommit ?? true;
+  const { maxRows, awaitCommit } = options;
   let consumer: Consumer | undefined;
-  let dlq: Producer | undefined;
   let consumed = 0;
   // Batches handed to the pipeline and not yet committed, with the fetch loop waiting on them.
   const pendingCommits = new Map<Batch<Row>, Pending>();
@@ -94,26 +63,16 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
         w?.();
       };
       const c = options.kafka.consumer({
-        groupId: options.groupId,
-        ...FAST_CONSUMER,
-        // Larger fetches than kafkajs' 1 MiB: a fetch holding several batches lets the next
-        // one decode while the sink writes the current one (about 10% on the benchmark).
-        maxBytesPerPartition: 8 << 20,
-        maxBytes: 32 << 20,
+        // Fetches larger than kafkajs' 1 MiB by default (see the schema): a fetch holding several
+        // batches lets the next one decode while the sink writes the current one (~10%).
         ...options.consumer,
-        readUncommitted: options.consumer?.readUncommitted ?? false,
+        groupId: options.groupId,
         allowAutoTopicCreation: false,
       });
       consumer = c;
-      const admin = options.kafka.admin();
-      await admin.connect();
-      let endOffsets: Map<number, bigint>;
-      try {
-        const offsets = await admin.fetchTopicOffsets(options.topic);
-        endOffsets = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
-      } finally {
-        await admin.disconnect();
-      }
+      const endOffsets = await prepareGroup({ ...options, streamFor }, ctx);
+      const dlq = deadLetter(options.kafka);
+
       const reached = new Map<number, bigint>();
       const lastPositions = new Map<number, KafkaPosition>();
 
@@ -184,58 +143,19 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
               return;
             }
             const slice = messages.slice(start, start + maxRows);
-            const rows: Row[] = [];
-            const offsets: string[] = [];
-            for (const message of slice) {
-              try {
-                rows.push(await options.decode(message.value, message));
-                offsets.push(message.offset);
-              } catch (error) {
-                const where = `${batch.topic}/${partition}@${message.offset}`;
-                if (options.poison !== 'dead-letter') {
-                  throw new TributaryError(
-                    'POISON_MESSAGE',
-                    `undecodable message at ${where}: ${(error as Error).message}`,
-                    {
-                      cause: error,
-                      stream,
-                      location: { file: where },
-                    },
-                  );
-                }
-                await sendToDeadLetter(batch.topic, partition, message, error as Error);
-                ctx.emit({
-                  type: 'warning',
-                  stream,
-                  message: `message ${where} sent to ${batch.topic}.dlq: ${(error as Error).message}`,
-                });
-              }
-            }
+            const { rows, offsets } = await decodeSlice(options, slice, {
+              topic: batch.topic,
+              partition,
+              stream,
+              dlq,
+              emit: ctx.emit,
+            });
             consumed += slice.length;
             const last = slice[slice.length - 1]!;
             const position: KafkaPosition = { topic: batch.topic, partition, offset: last.offset };
             lastPositions.set(partition, position);
             const item: Pending = {
-              batch: {
-                stream,
-                rows,
-                position: { ...position },
-                meta: {
-                  source: `${batch.topic}/${partition}/${slice[0]!.offset}-${last.offset}`,
-                  commit: true,
-                  lastOfUnit: true,
-                  rowsRead: slice.length,
-                  filtered: rows.length < slice.length ? { 'dead-letter': slice.length - rows.length } : {},
-                  fence: { after: previous },
-                  own: {
-                    topic: batch.topic,
-                    partition,
-                    firstOffset: slice[0]!.offset,
-                    lastOffset: last.offset,
-                    offsets,
-                  } satisfies KafkaRange,
-                },
-              },
+              batch: sliceBatch(stream, position, slice, rows, offsets, previous),
             };
             previous = { ...position };
             const settled = new Promise<void>((resolve, reject) => {
@@ -254,35 +174,6 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
       const settledOrBounded = async (settled: Promise<void>) => {
         if (queue.length + pendingCommits.size < 4) return;
         await settled.catch(() => undefined);
-      };
-
-      const sendToDeadLetter = async (
-        topic: string,
-        partition: number,
-        message: KafkaMessage,
-        error: Error,
-      ) => {
-        if (!dlq) {
-          dlq = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-          await dlq.connect();
-        }
-        await dlq.send({
-          topic: `${topic}.dlq`,
-          acks: -1,
-          messages: [
-            {
-              key: message.key,
-              value: message.value,
-              headers: {
-                ...message.headers,
-                [HEADER.error]: error.message.slice(0, 1000),
-                [HEADER.originTopic]: topic,
-                [HEADER.originPartition]: String(partition),
-                [HEADER.originOffset]: message.offset,
-              },
-            },
-          ],
-        });
       };
 
       // kafkajs restarts the consumer itself after retriable crashes (rebalances, lost
@@ -368,8 +259,7 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
         pendingCommits.clear();
         await c.stop().catch(() => undefined);
         await c.disconnect().catch(() => undefined);
-        await dlq?.disconnect().catch(() => undefined);
-        dlq = undefined;
+        await dlq.close();
         consumer = undefined;
       }
     },
@@ -397,6 +287,85 @@ export function kafkaSubscribeSource(options: SubscribeOptions): Source<Row> & {
       }
       item?.done?.resolve();
       pendingCommits.delete(batch);
+    },
+  };
+}
+
+interface SliceOrigin {
+  topic: string;
+  partition: number;
+  stream: string;
+  dlq: DeadLetter;
+  emit: ReadContext['emit'];
+}
+
+/**
+ * A slice of a fetch decoded into rows, with the offsets of the messages that became rows. An
+ * undecodable message fails the stream (`poison: 'fail'`) or goes to the dead-letter topic.
+ */
+async function decodeSlice(
+  options: ResolvedSubscribeOptions,
+  slice: readonly KafkaMessage[],
+  origin: SliceOrigin,
+): Promise<{ rows: Row[]; offsets: string[] }> {
+  const rows: Row[] = [];
+  const offsets: string[] = [];
+  for (const message of slice) {
+    try {
+      rows.push(await options.decode(message.value, message));
+      offsets.push(message.offset);
+    } catch (error) {
+      const where = `${origin.topic}/${origin.partition}@${message.offset}`;
+      if (options.poison !== 'dead-letter') {
+        throw new TributaryError(
+          'POISON_MESSAGE',
+          `undecodable message at ${where}: ${(error as Error).message}`,
+          {
+            cause: error,
+            stream: origin.stream,
+            location: { file: where },
+          },
+        );
+      }
+      await origin.dlq.send(origin.topic, origin.partition, message, error as Error);
+      origin.emit({
+        type: 'warning',
+        stream: origin.stream,
+        message: `message ${where} sent to ${origin.topic}.dlq: ${(error as Error).message}`,
+      });
+    }
+  }
+  return { rows, offsets };
+}
+
+/** One slice as a committing batch, fenced on the stored position it continues from. */
+function sliceBatch(
+  stream: string,
+  position: KafkaPosition,
+  slice: readonly KafkaMessage[],
+  rows: Row[],
+  offsets: string[],
+  previous: Position | null,
+): Batch<Row> {
+  const first = slice[0]!.offset;
+  return {
+    stream,
+    rows,
+    position: { ...position },
+    meta: {
+      source: `${position.topic}/${position.partition}/${first}-${position.offset}`,
+      commit: true,
+      lastOfUnit: true,
+      rowsRead: slice.length,
+      filtered: rows.length < slice.length ? { 'dead-letter': slice.length - rows.length } : {},
+      fence: { after: previous },
+      own: {
+        topic: position.topic,
+        partition: position.partition,
+        firstOffset: first,
+        lastOffset: position.offset,
+        offsets,
+      } satisfies KafkaRange,
     },
   };
 }
