@@ -8,7 +8,7 @@
  * Uses the same services as the benchmark (DATABASE_URL / S3_ENDPOINT or embedded ones).
  */
 import { parseArgs } from 'node:util';
-import { fastKafkaConfig } from '@tributary/kafka-bridge';
+import { fastKafkaConfig } from '@tributary/kafka-bridge/testing';
 import { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { benchEnvironment } from './lib/apply.js';

@@ -1,5 +1,5 @@
 /**
- * `pnpm bench [--quick] [--sizes 34849,500000] [--runs 5] [--sections apply,delta,memory,parse,kafka,steady]
+ * `pnpm bench [--quick] [--sizes 34849,500000] [--runs 5] [--sections apply,delta,memory,parse,kafka,steady,extract]
  *             [--memory-mb 100,1024,3072] [--delta-runs 30] [--naive-max-rows 34849] [--steady-files 400]
  *             [--no-build] [--no-write]`
  *
@@ -9,6 +9,7 @@
  *   memory  peak RSS of a child process applying 100 MB / 1 GB / 3 GB CSVs through the library
  *   parse   the source's CSV path over a local file vs a bare csv-parse loop over the same bytes
  *   kafka   publish / subscribe vs bare kafkajs producer / consumer loops on the same broker
+ *   extract extractTable() (PostgreSQL → CSV file) vs a bare COPY … TO STDOUT into a file, peak RSS
  *   steady  the built binary as a process: 400 small deltas and the seed's stream vs a floor process
  *           and today's script, a no-op run, watch-mode latency over inc and crq (`pnpm build`
  *           first when dist/ is older than the sources, unless --no-build)
@@ -26,6 +27,7 @@ import { type Report, writeReport } from './lib/report.js';
 import { ROOT, startServices } from './lib/services.js';
 import { runApply } from './sections/apply.js';
 import { runDelta } from './sections/delta.js';
+import { runExtract } from './sections/extract.js';
 import { runKafka } from './sections/kafka.js';
 import { runMemory } from './sections/memory.js';
 import { runParse } from './sections/parse.js';
@@ -67,7 +69,7 @@ export interface BenchConfig {
   build: boolean;
 }
 
-const SECTIONS = ['apply', 'delta', 'memory', 'parse', 'kafka', 'steady'];
+const SECTIONS = ['apply', 'delta', 'memory', 'parse', 'kafka', 'steady', 'extract'];
 const quick = values.quick;
 const config: BenchConfig = {
   quick,
@@ -113,6 +115,7 @@ try {
   if (sections.has('kafka')) results['kafka'] = await runKafka(context);
   if (sections.has('memory')) results['memory'] = await runMemory(context);
   if (sections.has('steady')) results['steady'] = await runSteady(context);
+  if (sections.has('extract')) results['extract'] = await runExtract(context);
   const report: Report = {
     date: started.toISOString(),
     durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),

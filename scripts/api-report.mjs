@@ -13,6 +13,7 @@ export const PUBLIC_PACKAGES = [
   'packages/core',
   'packages/s3-source',
   'packages/pg-sink',
+  'packages/pg-source',
   'packages/kafka-bridge',
   'packages/cli',
   'examples/tickets',

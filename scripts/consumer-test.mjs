@@ -27,6 +27,7 @@ const PACKAGES = [
   'packages/core',
   'packages/s3-source',
   'packages/pg-sink',
+  'packages/pg-source',
   'packages/kafka-bridge',
   'packages/cli',
   'examples/tickets',

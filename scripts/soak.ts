@@ -27,8 +27,8 @@ import {
   TICKET_COLUMNS,
   uploadBucket,
 } from '@tributary/example-tickets';
-import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
-import { localS3Client, type S3Endpoint, startEmbeddedS3 } from '@tributary/s3-source/testing';
+import { localPostgres } from '@tributary/pg-sink/testing';
+import { localS3, localS3Client } from '@tributary/s3-source/testing';
 import pg from 'pg';
 import { diffAgainstOracle } from '../test/support/tickets.js';
 
@@ -135,42 +135,14 @@ const percentile = (xs: number[], p: number) => {
 async function main(): Promise<number> {
   const stops: Array<() => Promise<void>> = [];
   try {
-    let adminUrl = process.env.DATABASE_URL;
-    if (!adminUrl) {
-      log('DATABASE_URL unset: starting an embedded PostgreSQL');
-      const server = await startEmbeddedPostgres();
-      stops.push(() => server.stop());
-      adminUrl = server.url;
-    }
-    let s3: S3Endpoint;
-    if (process.env.S3_ENDPOINT) {
-      s3 = {
-        endpoint: process.env.S3_ENDPOINT,
-        region: process.env.AWS_REGION ?? 'us-east-1',
-        accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? '',
-        secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? '',
-      };
-    } else {
-      log('S3_ENDPOINT unset: starting s3rver');
-      const server = await startEmbeddedS3();
-      stops.push(() => server.stop());
-      s3 = server;
-    }
-
-    // A database and a bucket of our own.
     const name = `soak_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE "${name}"`);
-    await admin.end();
-    stops.push(async () => {
-      const c = new pg.Client({ connectionString: adminUrl });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).finally(() => c.end());
-    });
-    const url = new URL(adminUrl);
-    url.pathname = `/${name}`;
-    const databaseUrl = url.toString();
+    const postgres = await localPostgres({ database: name, log });
+    stops.push(() => postgres.stop());
+    const s3 = await localS3({ log });
+    stops.push(() => s3.stop());
+
+    // A database (above) and a bucket of our own.
+    const databaseUrl = postgres.url;
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
     pool.on('error', () => {});
     stops.push(() => pool.end());

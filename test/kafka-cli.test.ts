@@ -48,7 +48,9 @@ async function groupHasMember(groupId: string): Promise<void> {
   }
 }
 
-describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', () => {
+// Each test runs several processes against a broker: on a loaded 2-core machine one can pass the
+// default 60 s without anything being wrong (CI, 2026-12-02), so the bound is wider here.
+describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', { timeout: 240_000 }, () => {
   it('S3 → publish → subscribe → PostgreSQL gives exactly the table run --apply gives', async () => {
     const w = await world();
     const topic = topicName();

@@ -1,7 +1,6 @@
-import { createServer } from 'node:net';
 import { changeFiles, csvChunks, type GeneratedFile } from '@tributary/example-tickets';
 import { describe, expect, it } from 'vitest';
-import { collect, runCli, startCli } from './support/cli.js';
+import { collect, freePort, health, metric, runCli, startCli } from './support/cli.js';
 import {
   exactProblems,
   loadStatuses,
@@ -15,14 +14,6 @@ import {
  * Issue 12, the steady state as users run it: the built binary watching both datasets, each in
  * its own failure domain, with `/healthz` telling the truth.
  */
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** A later delta of `dataset` made from its first delta, with a distinct raw_status. */
 function laterDelta(w: World, dataset: 'inc' | 'crq', at: string, status: string): GeneratedFile {
@@ -42,24 +33,6 @@ const body = (file: GeneratedFile) => [...csvChunks(file)].join('');
 async function upload(w: World, file: GeneratedFile): Promise<void> {
   w.files.push(file);
   await putObject(w, file.key, body(file));
-}
-
-async function health(port: number): Promise<{
-  status: number;
-  body: { ok: boolean; failing: { stream: string; file: string | null; code: string; since: string }[] };
-}> {
-  const response = await fetch(`http://127.0.0.1:${port}/healthz`);
-  const text = await response.text();
-  return {
-    status: response.status,
-    body: response.status === 200 ? { ok: text === 'ok\n', failing: [] } : JSON.parse(text),
-  };
-}
-
-async function metric(port: number, name: string, stream: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{stream="${stream}"}`));
-  return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
 const archived = (w: World, stream: string, n: number) => async () =>

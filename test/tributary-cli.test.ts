@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { cliEnv, collect, runTributary, startTributary } from './support/cli.js';
+import { cliEnv, runTributary, startTributary, whileWatching } from './support/cli.js';
 import { pollUntil } from './support/reliability.js';
 import { createTestBucket, createTestDatabase, randomName } from './support/services.js';
 import { listAll } from './support/tickets.js';
@@ -155,7 +155,6 @@ describe('tributary (config-driven binary)', () => {
     expect(validated.json, validated.stderr).toEqual({ ok: true, streams: ['dmap/{table}'] });
 
     const child = startTributary(['run', '--config', file, '--apply', '--watch', '--interval', '1'], env);
-    const done = collect(child);
     const archived = async (stream: string) =>
       (
         await db.pool
@@ -164,7 +163,7 @@ describe('tributary (config-driven binary)', () => {
           ])
           .catch(() => ({ rows: [{ n: 0 }] }))
       ).rows[0].n as number;
-    try {
+    const result = await whileWatching(child, async () => {
       await pollUntil(
         'both table folders applied',
         async () => (await archived('dmap/agg_a')) === 1 && (await archived('dmap/agg_b')) === 1,
@@ -174,12 +173,7 @@ describe('tributary (config-driven binary)', () => {
         'the new folder discovered and applied',
         async () => (await archived('dmap/agg_c')) === 1,
       );
-    } catch (error) {
-      child.kill('SIGKILL');
-      throw new Error(`${(error as Error).message}\n${(await done).stderr.slice(-3000)}`);
-    }
-    child.kill('SIGTERM');
-    const result = await done;
+    });
     expect(result.code, result.stderr).toBe(0);
     expect((await db.pool.query('SELECT id FROM disc.agg_c')).rows).toEqual([{ id: 3 }]);
     expect(await listAll(s3.client, s3.bucket, `${root}agg_c/`)).toEqual([

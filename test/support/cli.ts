@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { inject } from 'vitest';
 
@@ -34,6 +35,15 @@ export function cliEnv(options: {
     AWS_ACCESS_KEY_ID: s3.accessKeyId,
     AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
     LOG_LEVEL: 'warn',
+    // The test broker runs on loopback: fast Kafka timings (production defaults are seconds).
+    KAFKA_CONNECTION_TIMEOUT_MS: '1000',
+    KAFKA_REQUEST_TIMEOUT_MS: '5000',
+    KAFKA_RETRY_INITIAL_MS: '50',
+    KAFKA_RETRY_MAX_MS: '1000',
+    KAFKA_SESSION_TIMEOUT_MS: '3000',
+    KAFKA_REBALANCE_TIMEOUT_MS: '3000',
+    KAFKA_HEARTBEAT_INTERVAL_MS: '100',
+    KAFKA_MAX_WAIT_MS: '100',
     ...options.extra,
   };
   return env;
@@ -62,6 +72,22 @@ export function startTributary(args: string[], env: NodeJS.ProcessEnv): ChildPro
 export function runTributary(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
   return collect(startTributary(args, env));
 }
+/**
+ * Runs `body` while a watching process runs, then stops it with SIGTERM and resolves with its
+ * result. When `body` fails, the process is killed and the end of its stderr joins the error.
+ */
+export async function whileWatching(child: ChildProcess, body: () => Promise<void>): Promise<CliResult> {
+  const done = collect(child);
+  try {
+    await body();
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw new Error(`${(error as Error).message}\n${(await done).stderr.slice(-3000)}`);
+  }
+  child.kill('SIGTERM');
+  return done;
+}
+
 export function collect(child: ChildProcess): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
@@ -84,4 +110,33 @@ export function collect(child: ChildProcess): Promise<CliResult> {
       resolve({ code, signal, stdout, stderr, json });
     });
   });
+}
+
+/** A free loopback TCP port (for `--metrics-port`). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** `/healthz` of a watching binary: 200 `ok`, or non-2xx with the failing streams as JSON. */
+export async function health(port: number): Promise<{
+  status: number;
+  body: { ok: boolean; failing: { stream: string; file: string | null; code: string; since: string }[] };
+}> {
+  const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+  const text = await response.text();
+  return {
+    status: response.status,
+    body: response.status === 200 ? { ok: text === 'ok\n', failing: [] } : JSON.parse(text),
+  };
+}
+
+/** One labelled value of a Prometheus metric from `/metrics` (0 when absent). */
+export async function metric(port: number, name: string, stream: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{stream="${stream}"}`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
 }

@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { startTestBroker } from '@tributary/kafka-bridge/testing';
-import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
-import { startEmbeddedS3 } from '@tributary/s3-source/testing';
+import { localPostgres } from '@tributary/pg-sink/testing';
+import { localS3 } from '@tributary/s3-source/testing';
 import type { TestProject } from 'vitest/node';
 import { ensureBuilt } from './build.js';
 
@@ -31,29 +31,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const stops: Array<() => Promise<void>> = [];
   ensureBuilt();
   try {
-    if (process.env.DATABASE_URL) {
-      project.provide('pgAdminUrl', process.env.DATABASE_URL);
-      project.provide('pgSource', 'env');
-    } else {
-      const pg = await startEmbeddedPostgres();
-      stops.push(() => pg.stop());
-      project.provide('pgAdminUrl', pg.url);
-      project.provide('pgSource', 'embedded');
-    }
-    if (process.env.S3_ENDPOINT) {
-      project.provide('s3', {
-        endpoint: process.env.S3_ENDPOINT,
-        region: process.env.AWS_REGION ?? 'us-east-1',
-        accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? '',
-        secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? '',
-        source: 'env',
-      });
-    } else {
-      const s3 = await startEmbeddedS3();
-      stops.push(() => s3.stop());
-      const { stop: _stop, ...info } = s3;
-      project.provide('s3', { ...info, source: 'embedded' });
-    }
+    const postgres = await localPostgres();
+    stops.push(() => postgres.stop());
+    project.provide('pgAdminUrl', postgres.adminUrl);
+    project.provide('pgSource', postgres.source);
+    const { stop: stopS3, ...s3 } = await localS3();
+    stops.push(stopS3);
+    project.provide('s3', {
+      ...s3,
+      accessKeyId: s3.accessKeyId ?? '',
+      secretAccessKey: s3.secretAccessKey ?? '',
+    });
     if (process.env.KAFKA_BROKERS) {
       project.provide(
         'kafkaBrokers',

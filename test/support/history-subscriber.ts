@@ -7,12 +7,8 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 
 import { pipeline } from '@tributary/core';
 import { type Dataset, ticketTarget, ticketTransforms } from '@tributary/example-tickets';
-import {
-  createDecoder,
-  fastKafkaConfig,
-  kafkaSubscribeSource,
-  schemaTopicLookup,
-} from '@tributary/kafka-bridge';
+import { createDecoder, kafkaSubscribeSource, schemaTopicLookup } from '@tributary/kafka-bridge';
+import { FAST_CONSUMER, fastKafkaConfig } from '@tributary/kafka-bridge/testing';
 import { pgSink } from '@tributary/pg-sink';
 import { Kafka } from 'kafkajs';
 import pg from 'pg';
@@ -31,6 +27,7 @@ const sink = pgSink({
   targets: () => ticketTarget(env('TABLE') as Dataset, 'history'),
 });
 const source = kafkaSubscribeSource({
+  consumer: FAST_CONSUMER,
   kafka,
   topic,
   groupId: env('GROUP'),

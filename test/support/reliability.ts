@@ -123,4 +123,15 @@ export async function pollUntil(
 }
 
 /** Seeded randomness, so a failing random-kill run can be repeated. */
+/**
+ * Polls until `db`'s clock reads at least one second past `time`: extract file names have a
+ * one-second resolution at best, and a run's upper bound is the source clock truncated to it.
+ */
+export async function sourceClockPast(db: TestDatabase, time: Date): Promise<void> {
+  await pollUntil('the source clock to pass the last unit', async () => {
+    const now = await db.pool.query<{ now: Date }>('SELECT now() AS now');
+    return now.rows[0]!.now.getTime() >= time.getTime() + 1000;
+  });
+}
+
 export { seededRandom } from '@tributary/example-tickets';

@@ -93,3 +93,24 @@ export async function createTestBucket(): Promise<TestBucket> {
   });
   return { bucket, client };
 }
+
+/**
+ * A login role that may only SELECT `tables` of `db` (the DWH manual's read-only source
+ * credential), and `db`'s URL for it. Roles are cluster-wide: dropped after the calling file,
+ * before its database.
+ */
+export async function createReadOnlyRole(db: TestDatabase, tables: readonly string[]): Promise<string> {
+  const role = randomName('ro');
+  // A password: the embedded server (CI's default) authenticates TCP logins, unlike a trust setup.
+  const password = randomName('pw');
+  await db.pool.query(
+    `CREATE ROLE ${role} LOGIN PASSWORD '${password}'; GRANT SELECT ON ${tables.join(', ')} TO ${role}`,
+  );
+  cleanups.push(async () => {
+    await db.pool.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+  });
+  const url = new URL(db.url);
+  url.username = role;
+  url.password = password;
+  return url.toString();
+}

@@ -9,50 +9,23 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { changeFiles, expectedTable, generateBucket, uploadBucket } from '@tributary/example-tickets';
-import { startEmbeddedPostgres } from '@tributary/pg-sink/testing';
-import { localS3Client, startEmbeddedS3 } from '@tributary/s3-source/testing';
+import { localPostgres } from '@tributary/pg-sink/testing';
+import { localS3, localS3Client } from '@tributary/s3-source/testing';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
-import { runService, type ServiceConfig } from './service.js';
+import { runService } from './service.js';
 
 const stops: Array<() => Promise<void>> = [];
 const log = (line: string) => process.stdout.write(`consumer: ${line}\n`);
 
 async function services() {
-  let adminUrl = process.env.DATABASE_URL;
-  if (!adminUrl) {
-    const server = await startEmbeddedPostgres();
-    stops.push(() => server.stop());
-    adminUrl = server.url;
-  }
   // A database of its own, so a shared server (DATABASE_URL) is left as it was.
-  const database = `tributary_consumer_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  await admin.end();
-  stops.push(async () => {
-    const drop = new pg.Client({ connectionString: adminUrl });
-    await drop.connect();
-    await drop.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await drop.end();
-  });
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  let s3: ServiceConfig['s3'];
-  if (process.env.S3_ENDPOINT) {
-    s3 = {
-      endpoint: process.env.S3_ENDPOINT,
-      region: process.env.AWS_REGION ?? 'us-east-1',
-      accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? '',
-      secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? '',
-    };
-  } else {
-    const server = await startEmbeddedS3();
-    stops.push(() => server.stop());
-    s3 = server;
-  }
-  return { databaseUrl: url.toString(), s3 };
+  const postgres = await localPostgres({ database: `tributary_consumer_${randomBytes(4).toString('hex')}` });
+  stops.push(() => postgres.stop());
+  const s3 = await localS3();
+  stops.push(() => s3.stop());
+  const { endpoint, region, accessKeyId = '', secretAccessKey = '' } = s3;
+  return { databaseUrl: postgres.url, s3: { endpoint, region, accessKeyId, secretAccessKey } };
 }
 
 function csv(rows: string[][]): string {

@@ -1,0 +1,27 @@
+/**
+ * `pnpm docs:options`: rewrites the generated option tables of the stage READMEs from the zod
+ * schemas that validate the options (issue 16). A unit test per package fails when one is stale.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { optionsTable, withOptionsTable } from '@tributary/core/options';
+import { archiveOptionsSchema, publishOptionsSchema, subscribeOptionsSchema } from '@tributary/kafka-bridge';
+
+const root = join(import.meta.dirname, '..');
+const readmes = [
+  {
+    path: join(root, 'packages', 'kafka-bridge', 'README.md'),
+    tables: {
+      publish: publishOptionsSchema,
+      subscribe: subscribeOptionsSchema,
+      archive: archiveOptionsSchema,
+    },
+  },
+];
+
+for (const { path, tables } of readmes) {
+  let text = await readFile(path, 'utf8');
+  for (const [name, schema] of Object.entries(tables))
+    text = withOptionsTable(text, name, optionsTable(schema));
+  await writeFile(path, text);
+}
