@@ -9,6 +9,7 @@ const SOURCE_DIRS = [
   'packages/s3-source',
   'packages/pg-sink',
   'packages/kafka-bridge',
+  'packages/pg-source',
   'examples/tickets',
 ];
 

@@ -159,6 +159,8 @@ interface StreamSession {
   busy: Promise<unknown> | undefined;
   /** Set by release(): the session must not connect again. */
   released: boolean;
+  /** The connect in flight, shared by every caller that finds no client (see #connect). */
+  connecting: Promise<void> | undefined;
   unit: OpenUnit | undefined;
   /** The unit whose write failed, recorded as a failed load by abort(). */
   failed: OpenUnit | undefined;
@@ -605,6 +607,7 @@ class PgSinkImpl implements PgSink {
         inTx: false,
         busy: undefined,
         released: false,
+        connecting: undefined,
         unit: undefined,
         failed: undefined,
         shapeAltered: false,
@@ -634,7 +637,20 @@ class PgSinkImpl implements PgSink {
     }
   }
 
-  async #connect(session: StreamSession): Promise<void> {
+  /**
+   * Gives the session a client, once however many callers find it missing at the same time. A
+   * Kafka subscriber reads a partition's checkpoint from its fetch and from its idle check at
+   * once; two connects would leave one client checked out for good, and `pool.end()` then waits
+   * forever (a process that never exits).
+   */
+  #connect(session: StreamSession): Promise<void> {
+    session.connecting ??= this.#openClient(session).finally(() => {
+      session.connecting = undefined;
+    });
+    return session.connecting;
+  }
+
+  async #openClient(session: StreamSession): Promise<void> {
     if (session.released) {
       throw new TributaryError('ABORTED', `stream "${session.stream}" was released`, {
         stream: session.stream,

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, randomName, type TestDatabase } from '../../../test/support/services.js';
 import { type PgSink, pgSink } from '../src/index.js';
@@ -55,6 +56,33 @@ describe('fencing (meta.fence.after)', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  // Regression (CI, 2026-12-02): a fenced member's session had lost its connection; the
+  // subscriber's fetch and idle check then read the checkpoint at once, each connected, one
+  // client stayed checked out, and the process hung in pool.end() after its work was done.
+  it('after a fenced write, concurrent checkpoint reads share one connection; close() returns it', async () => {
+    const table = randomName('fence');
+    const stream = `kafka/g/${table}/0`; // the first test's stream has a stored position
+    const pool = new pg.Pool({ connectionString: db.url, max: 10 });
+    const a = member(table);
+    const b = pgSink({ pool, lock: { enabled: false }, targets: () => idValueTarget(table) });
+    try {
+      await a.write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'a' }], { fence: { after: null } }, at('1')));
+      const stale = await b
+        .write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'stale' }], { fence: { after: null } }, at('1')))
+        .catch((e: unknown) => e);
+      expect(stale).toMatchObject({ code: 'FENCED' });
+      const reads = await Promise.all([b.checkpoint(stream), b.checkpoint(stream), b.checkpoint(stream)]);
+      expect(reads).toEqual([at('1'), at('1'), at('1')]);
+      await b.close();
+      expect(pool.totalCount - pool.idleCount).toBe(0); // nothing left checked out
+    } finally {
+      await a.close();
+      await b.close();
+      // With a client still checked out, pool.end() would wait forever: fail on the assertion.
+      if (pool.totalCount === pool.idleCount) await pool.end();
     }
   });
 });
