@@ -161,6 +161,8 @@ interface StreamSession {
   released: boolean;
   /** The connect in flight, shared by every caller that finds no client (see #connect). */
   connecting: Promise<void> | undefined;
+  /** The after-commit hooks' runners, resolved at the session's first commit. */
+  hookRunners: AfterCommitRunner[] | undefined;
   unit: OpenUnit | undefined;
   /** The unit whose write failed, recorded as a failed load by abort(). */
   failed: OpenUnit | undefined;
@@ -452,16 +454,23 @@ class PgSinkImpl implements PgSink {
 
   /** Starts the stream's after-commit hooks; they run outside the unit's transaction. */
   #afterCommitted(session: StreamSession, unit: OpenUnit): void {
-    const hooks = [session.target?.afterCommit, this.#options.onCommitted];
+    session.hookRunners ??= this.#hookRunners(session.target);
+    if (session.hookRunners.length === 0) return;
     const committed: CommittedUnit = {
       stream: session.stream,
       source: unit.source,
       target: session.target ? qualifiedName(session.target.schema, session.target.table) : null,
     };
-    for (const hook of hooks) {
+    for (const runner of session.hookRunners) runner.committed(committed);
+  }
+
+  /** The runners of a stream's hooks, resolved once per session (one runner per hook name). */
+  #hookRunners(target: TargetTable | null): AfterCommitRunner[] {
+    const runners: AfterCommitRunner[] = [];
+    for (const hook of [target?.afterCommit, this.#options.onCommitted]) {
       if (!hook) continue;
       const resolved = resolveHook(hook);
-      if (typeof resolved === 'string') continue; // refused at construction
+      if (typeof resolved === 'string') continue; // refused when the options and targets were checked
       let runner = this.#hooks.get(resolved.name);
       if (!runner) {
         runner = new AfterCommitRunner(this.pool, this.schema, resolved, (u, message) =>
@@ -469,8 +478,9 @@ class PgSinkImpl implements PgSink {
         );
         this.#hooks.set(resolved.name, runner);
       }
-      runner.committed(committed);
+      runners.push(runner);
     }
+    return runners;
   }
 
   /** Waits for the hooks in flight and runs deferred ones now: committed data is not left unrefreshed. */
@@ -608,6 +618,7 @@ class PgSinkImpl implements PgSink {
         busy: undefined,
         released: false,
         connecting: undefined,
+        hookRunners: undefined,
         unit: undefined,
         failed: undefined,
         shapeAltered: false,
