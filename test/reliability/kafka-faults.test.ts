@@ -155,18 +155,23 @@ describe.concurrent('Kafka broker faults', { timeout: 240_000 }, () => {
         clearTimeout(timer);
       }
     };
+    /** Subscriber sessions waiting on a lock: a member's batch in flight inside its transaction. */
+    const blockedOnLock = async (): Promise<number> => {
+      const r = await w.db.pool.query(
+        `SELECT 1 FROM pg_stat_activity WHERE application_name = 'tickets-pipeline'
+            AND wait_event_type = 'Lock' AND datname = current_database()`,
+      );
+      return r.rowCount ?? 0;
+    };
     try {
       first = member();
       // The first member's batch is in flight: its transaction waits on our lock.
       await phase(
         'the first subscriber blocked inside its transaction',
-        pollUntil('the first subscriber blocked inside its transaction', async () => {
-          const r = await w.db.pool.query(
-            `SELECT 1 FROM pg_stat_activity WHERE application_name = 'tickets-pipeline'
-                AND wait_event_type = 'Lock' AND datname = current_database()`,
-          );
-          return (r.rowCount ?? 0) > 0;
-        }),
+        pollUntil(
+          'the first subscriber blocked inside its transaction',
+          async () => (await blockedOnLock()) >= 1,
+        ),
       );
       const mark = log.length;
       second = member();
@@ -180,13 +185,10 @@ describe.concurrent('Kafka broker faults', { timeout: 240_000 }, () => {
       // takes every partition, fetches the range still in flight and blocks on it as well.
       await phase(
         'both members blocked inside a transaction on the same table',
-        pollUntil('both members blocked inside a transaction on the same table', async () => {
-          const r = await w.db.pool.query(
-            `SELECT 1 FROM pg_stat_activity WHERE application_name = 'tickets-pipeline'
-                AND wait_event_type = 'Lock' AND datname = current_database()`,
-          );
-          return (r.rowCount ?? 0) >= 2;
-        }),
+        pollUntil(
+          'both members blocked inside a transaction on the same table',
+          async () => (await blockedOnLock()) >= 2,
+        ),
       );
     } finally {
       await holder.query('ROLLBACK');
