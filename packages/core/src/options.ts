@@ -73,11 +73,27 @@ export function inputJsonSchema(schema: z.ZodType): JsonSchema {
   }) as JsonSchema;
 }
 
-function typeText(schema: JsonSchema): string {
-  if (schema.enum) return schema.enum.map((v) => `\`${JSON.stringify(v)}\``).join(' \\| ');
-  if (schema.const !== undefined) return `\`${JSON.stringify(schema.const)}\``;
-  if (schema.anyOf) return [...new Set(schema.anyOf.map(typeText))].join(' \\| ');
-  if (schema.type === 'array') return `${schema.items ? typeText(schema.items) : 'any'}[]`;
+/** How a table spells literal values: `json` as code writes them (`"a"`), `bare` as YAML does (`a`). */
+export type LiteralStyle = 'json' | 'bare';
+
+/** How `optionsTable` lays a table out. */
+export interface OptionsTableOptions {
+  /** Heading of the first column. Default `option`. */
+  keyHeading?: string;
+  /** Prefix of every key, e.g. `streams[].`. */
+  prefix?: string;
+  /** Default `json`. */
+  literals?: LiteralStyle;
+}
+
+function typeText(schema: JsonSchema, literals: LiteralStyle): string {
+  const literal = (v: unknown) => `\`${literals === 'json' ? JSON.stringify(v) : String(v)}\``;
+  if (schema.enum) return schema.enum.map(literal).join(' \\| ');
+  if (schema.const !== undefined) return literal(schema.const);
+  if (schema.anyOf) return [...new Set(schema.anyOf.map((v) => typeText(v, literals)))].join(' \\| ');
+  if (schema.type === 'array' && schema.items?.anyOf?.some((v) => v.properties))
+    return 'list of steps (below)';
+  if (schema.type === 'array') return `${schema.items ? typeText(schema.items, literals) : 'any'}[]`;
   if (schema.type === 'object' && schema.properties) return 'object';
   if (schema.type === 'object') return 'map';
   if (schema.type === 'integer' || schema.type === 'number') {
@@ -89,25 +105,44 @@ function typeText(schema: JsonSchema): string {
   return schema.type ?? 'any';
 }
 
-/** One row per option (nested objects flattened to `a.b`): key, type, default, meaning. */
-export function optionRows(schema: JsonSchema, path = ''): [string, string, string, string][] {
+/**
+ * One row per option: key, type, default, meaning. Nested objects are flattened to `a.b`, lists
+ * of objects to `a[].b`, and a list of alternatives (pipeline steps) to one row per step.
+ */
+export function optionRows(
+  schema: JsonSchema,
+  path = '',
+  literals: LiteralStyle = 'json',
+): [string, string, string, string][] {
   const out: [string, string, string, string][] = [];
   for (const [name, child] of Object.entries(schema.properties ?? {})) {
     const key = `${path}${name}`;
     const required = schema.required?.includes(name) && child.default === undefined;
     const fallback =
       child.default === undefined ? (required ? 'required' : '—') : `\`${JSON.stringify(child.default)}\``;
-    out.push([`\`${key}\``, typeText(child), fallback, child.description ?? '']);
+    out.push([`\`${key}\``, typeText(child, literals), fallback, child.description ?? '']);
+    if (child.type === 'array' && child.items) {
+      const items = child.items;
+      if (items.properties) out.push(...optionRows(items, `${key}[].`, literals));
+      for (const variant of items.anyOf ?? []) {
+        for (const [step, stepSchema] of Object.entries(variant.properties ?? {})) {
+          out.push([`\`${key}[].${step}\``, typeText(stepSchema, literals), '—', variant.description ?? '']);
+          if (stepSchema.properties) out.push(...optionRows(stepSchema, `${key}[].${step}.`, literals));
+        }
+      }
+      continue;
+    }
     const nested = child.properties ? child : child.anyOf?.find((v) => v.properties);
-    if (nested) out.push(...optionRows(nested, `${key}.`));
+    if (nested) out.push(...optionRows(nested, `${key}.`, literals));
   }
   return out;
 }
 
-/** A markdown table of a stage's options, for its README. */
-export function optionsTable(schema: z.ZodType): string {
-  const lines = ['| option | type | default | meaning |', '| --- | --- | --- | --- |'];
-  for (const row of optionRows(inputJsonSchema(schema)))
+/** A markdown table of a stage's options (or a config's keys), for its README. */
+export function optionsTable(schema: z.ZodType, options: OptionsTableOptions = {}): string {
+  const heading = options.keyHeading ?? 'option';
+  const lines = [`| ${heading} | type | default | meaning |`, '| --- | --- | --- | --- |'];
+  for (const row of optionRows(inputJsonSchema(schema), options.prefix ?? '', options.literals))
     lines.push(
       `| ${row.map((cell) => cell.replaceAll(/(?<!\\)\|/g, '\\|').replaceAll('\n', ' ')).join(' | ')} |`,
     );
