@@ -1,10 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type PipelineEvent, TributaryError } from '@tributary/core';
-import { readExtractStatus } from '@tributary/pg-source';
 import type { ExtractStreamConfig } from './config.js';
 import { createS3Client, openPool, type ServiceEnvironment, UsageError } from './env.js';
-import { type ExtractReport, reconcileExtracts, runExtracts } from './extract.js';
+import type { ExtractReport } from './extract.js';
+
+// Extract streams load pg-source, lib-storage and the config schema (zod): only configs that
+// have them pay for that at start (a load-only run's start is on the steady-state path, #12).
+const extractModule = () => import('./extract.js');
+
 import { streamHealth } from './health.js';
 import { describeError, type Logger, progressRenderer, stopOnSignals, table } from './output.js';
 import { CONTROL_SCHEMA, type LatePolicy, runStreamSpecs, type StreamReport } from './runner.js';
@@ -183,6 +187,7 @@ export async function runCommand(
     });
   const extractPass = async () => {
     // No stop signal: a graceful stop lets an in-flight extract finish its file and watermark.
+    const { runExtracts } = await extractModule();
     const reports = await runExtracts(client, pool, extracts, { apply: options.apply, app: ctx.app, logger });
     // /healthz, the failure counter and watch-mode logging see extracts as they see loads.
     for (const report of reports)
@@ -203,9 +208,11 @@ export async function runCommand(
             } catch {
               return [];
             }
-            await reconcileExtracts(pool, logger).catch((error: unknown) =>
-              logger.error({}, `reconciling extract runs failed: ${describeError(error)}`),
-            );
+            await (await extractModule())
+              .reconcileExtracts(pool, logger)
+              .catch((error: unknown) =>
+                logger.error({}, `reconciling extract runs failed: ${describeError(error)}`),
+              );
             extractReports = await extractPass();
           }
         })(),
@@ -238,7 +245,8 @@ export async function runCommand(
     }
     const reports = (await Promise.all(runs)).flat();
     renderer.stop();
-    const parityFailures = options.apply && extracts.length ? await reconcileExtracts(pool, logger) : 0;
+    const parityFailures =
+      options.apply && extracts.length ? await (await extractModule()).reconcileExtracts(pool, logger) : 0;
     for (const e of extractReports) {
       if (e.error) process.stderr.write(`${ctx.app}: ${e.error}\n`);
     }
@@ -292,7 +300,9 @@ export async function statusCommand(
   try {
     const streams = await readStatus(client, pool, specs);
     const extracts = extractIds.length
-      ? await readExtractStatus(pool, extractIds, { schema: CONTROL_SCHEMA })
+      ? await (await import('@tributary/pg-source')).readExtractStatus(pool, extractIds, {
+          schema: CONTROL_SCHEMA,
+        })
       : [];
     // Only configs with extract streams get the key: the load-only document is unchanged.
     if (ctx.json)
