@@ -4,16 +4,15 @@ import { type PipelineEvent, TributaryError } from '@tributary/core';
 import type { ExtractStreamConfig } from './config.js';
 import { createS3Client, openPool, type ServiceEnvironment, UsageError } from './env.js';
 import type { ExtractReport } from './extract.js';
-
-// Extract streams load pg-source, lib-storage and the config schema (zod): only configs that
-// have them pay for that at start (a load-only run's start is on the steady-state path, #12).
-const extractModule = () => import('./extract.js');
-
 import { streamHealth } from './health.js';
 import { describeError, type Logger, progressRenderer, stopOnSignals, table } from './output.js';
 import { CONTROL_SCHEMA, type LatePolicy, runStreamSpecs, type StreamReport } from './runner.js';
 import type { StreamSpec } from './spec.js';
 import { readStatus } from './status.js';
+
+// Extract streams load pg-source, lib-storage and the config schema (zod): only configs that
+// have them pay for that at start (a load-only run's start is on the steady-state path, #12).
+const extractModule = () => import('./extract.js');
 
 /** What a command handler needs from the binary that runs it. */
 export interface CommandContext {
