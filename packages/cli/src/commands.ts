@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type PipelineEvent, TributaryError } from '@tributary/core';
-import type { ExtractStreamConfig } from './config.js';
+import type { ExtractStreamConfig } from './config-schema.js';
 import { createS3Client, openPool, type ServiceEnvironment, UsageError } from './env.js';
 import type { ExtractReport } from './extract.js';
 import { streamHealth } from './health.js';

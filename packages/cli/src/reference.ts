@@ -1,5 +1,5 @@
 import { optionsTable } from '@tributary/core/options';
-import { configSchema, extractStreamSchema } from './config.js';
+import { configSchema, extractStreamSchema } from './config-schema.js';
 
 /**
  * The README's "Config reference" table, generated from the schema that validates configs

@@ -1,13 +1,8 @@
 import { cleanText, dropFields, type Row, rename, skipRows, type Transform } from '@tributary/core';
 import type { ColumnSpec, TargetTable } from '@tributary/pg-sink';
 import type { StreamDefinition } from '@tributary/s3-source';
-import {
-  type ExtractStreamConfig,
-  type StreamConfig,
-  streamSpaces,
-  type TransformConfig,
-  type TributaryConfig,
-} from './config.js';
+import { streamSpaces } from './config-checks.js';
+import type { ExtractStreamConfig, StreamConfig, TransformConfig, TributaryConfig } from './config-schema.js';
 import { UsageError } from './env.js';
 import type { StreamSpec } from './spec.js';
 

@@ -2,7 +2,9 @@
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, reportCommandError, runCommand, statusCommand } from './commands.js';
-import { discoverTables, expandTemplates, loadConfig, streamSpaces, type TributaryConfig } from './config.js';
+import { loadConfig } from './config.js';
+import { streamSpaces } from './config-checks.js';
+import type { TributaryConfig } from './config-schema.js';
 import {
   createS3Client,
   parseLatePolicy,
@@ -14,6 +16,7 @@ import {
 import { createLogger } from './output.js';
 import type { StreamSpec } from './spec.js';
 import { selectExtracts, selectSpecs } from './specs.js';
+import { discoverTables, expandTemplates } from './templates.js';
 
 /**
  * `tributary`: every stream declared in a config file, each in its own failure domain. The

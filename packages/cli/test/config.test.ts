@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, expandTemplates, parseConfig } from '../src/config.js';
+import { ConfigError, parseConfig } from '../src/config.js';
 import { withConfigReference } from '../src/reference.js';
 import { selectSpecs } from '../src/specs.js';
+import { expandTemplates } from '../src/templates.js';
 
 const stream = (id: string, prefix: string, extra = '') => `  - id: ${id}
     source: { bucket: b, prefix: ${prefix}, keyPattern: YYYYMMDD${extra} }
