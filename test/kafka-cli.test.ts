@@ -220,6 +220,50 @@ describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', { ti
     expect(await diffAgainstOracle(w.db.pool, 'inc', w.files)).toEqual([]);
   });
 
+  it("a published topic carries the export's rows, alarms included, without the export's sentinel", async () => {
+    const w = await world();
+    const topic = topicName();
+    const published = await publish(w, topic, ['--partitions', '1']);
+    expect(published.code, published.stderr).toBe(0);
+    const archived = await runCli(
+      ['archive', '--brokers', brokers(), '--topic', topic, '--to', 'kafka/inc/', '--exit-when-idle'],
+      w.env,
+    );
+    expect(archived.code, archived.stderr).toBe(0);
+
+    const { s3Source } = await import('@tributary/s3-source');
+    const { pipeline } = await import('@tributary/core');
+    const { memorySink } = await import('@tributary/core/testing');
+    const sink = memorySink();
+    const source = s3Source({
+      client: w.client,
+      archive: false,
+      streams: [
+        {
+          id: 'kafka/inc',
+          bucket: w.bucket,
+          prefix: `kafka/inc/${topic}/partition=0/`,
+          keyPattern: (key) => new Date(Number(key.split('/').pop()!.split('-')[0])),
+          format: 'jsonl',
+        },
+      ],
+    });
+    await pipeline(source, sink);
+    const exported = w.files.filter((f) => f.dataset === 'inc').flatMap((f) => [...f.rows()]);
+    const isSentinel = (row: Record<string, unknown>) =>
+      String(row['ticket_id']).startsWith('EXPORT STOPPED');
+    expect(exported.filter(isSentinel)).toHaveLength(1);
+    expect(sink.rows.filter(isSentinel)).toEqual([]);
+    expect(sink.rows).toHaveLength(exported.length - 1);
+    // Consumer rules are the subscriber's: alarms and the provenance fields are on the topic.
+    expect(
+      sink.rows.some((row) =>
+        ['true', 't', '1', 'yes'].includes(String(row['is_alarm']).trim().toLowerCase()),
+      ),
+    ).toBe(true);
+    expect(sink.rows[0]).toHaveProperty('source_s3_key');
+  });
+
   it('archive rolls the topic into S3 files by count; a re-run overwrites; the S3 source reads them back', async () => {
     const w = await world();
     const topic = topicName();
@@ -264,7 +308,8 @@ describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', { ti
     const first = await archive('a1');
     expect(first.code, first.stderr).toBe(0);
     const objects = (first.json as { objects: string[] }).objects;
-    const total = 6020 * SMALL + 4 + 17 + 45 + 9;
+    // Every row of the crq files but the baseline's sentinel (an export artifact, not published).
+    const total = 6020 * SMALL + 4 + 17 + 45 + 9 - 1;
     expect(objects).toHaveLength(Math.ceil(Math.round(total) / 1000));
     const second = await archive('a2');
     expect((second.json as { objects: string[] }).objects).toEqual(objects);

@@ -30,7 +30,7 @@ import {
   ticketStream,
   ticketTarget,
 } from './run.js';
-import { TICKET_COLUMNS, ticketTransforms } from './tickets.js';
+import { exportArtifacts, TICKET_COLUMNS, ticketTransforms } from './tickets.js';
 
 interface KafkaContext {
   env: Environment;
@@ -148,7 +148,9 @@ async function publishWith(
       checkpoints,
     });
     try {
-      await pipeline(source, sink, {
+      // The topic carries the export's rows, alarms included (consumer rules are the
+      // subscriber's), but not the export's artifacts.
+      await pipeline(source, ...exportArtifacts(), sink, {
         stopSignal: stop,
         onEvent: (event) => {
           onEvent(event);

@@ -118,13 +118,22 @@ export const TEXT_RULES: Readonly<Record<string, TextRule>> = {
 };
 
 /**
+ * What the export writes that is not a row: the `EXPORT STOPPED…` line that marks a truncated
+ * export. A published topic carries the export's rows without it (issue 18), so a subscriber in
+ * another service needs none of the tickets rules to make sense of the topic.
+ */
+export function exportArtifacts(): Transform[] {
+  return [skipRows('sentinel', { column: 'ticket_id', startsWith: SENTINEL_PREFIX })];
+}
+
+/**
  * The consumer rules of seed 000, in order: drop alarms and the sentinel, drop fields, normalize.
  * All declarative, so on the pass-through path PostgreSQL runs them inside the merge.
  */
 export function ticketTransforms(drop: readonly string[] = DEFAULT_DROP_FIELDS): Transform[] {
   return [
     skipRows('is_alarm', { column: 'is_alarm', oneOf: [...TRUE_VALUES], trim: true, ignoreCase: true }),
-    skipRows('sentinel', { column: 'ticket_id', startsWith: SENTINEL_PREFIX }),
+    ...exportArtifacts(),
     dropFields(drop),
     cleanText(TEXT_RULES),
   ];
