@@ -4,7 +4,7 @@ import type { JsonValue } from '@tributary/core';
 import type pg from 'pg';
 import { errorText } from './sql.js';
 
-/** Runs recorded in `<schema>.runs`: loads written during a run carry its id. */
+// Runs recorded in `<schema>.runs`: loads written during a run carry its id.
 
 export interface RunInfo {
   streams?: string[];
