@@ -8,6 +8,8 @@ import { type AfterCommitHook, resolveHook } from './after-commit.js';
  * pgSink's options (issue 16): one zod schema is the type, the defaults, the validation (errors
  * name the option path, before any I/O) and the README's option tables (`pnpm docs:options`).
  * Unknown keys are kept, as before the schema: a config written for a later version still loads.
+ * Over 400 lines on purpose: it is one thing, the schema of pgSink's options and its targets,
+ * each option with its doc text; cutting it would scatter what the README table is built from.
  */
 
 /** A value the schema checks; its message is the same whether the type or the value is wrong. */
