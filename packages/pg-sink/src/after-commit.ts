@@ -207,3 +207,51 @@ export class AfterCommitRunner {
     }
   }
 }
+
+/**
+ * The sink's hooks: one runner per hook name (runs of a name never overlap in this process),
+ * shared by every stream whose target or sink options name it.
+ */
+export class AfterCommitHooks {
+  readonly #pool: pg.Pool;
+  readonly #schema: string;
+  readonly #sinkHook: AfterCommitHook | undefined;
+  readonly #warn: (stream: string, message: string) => void;
+  readonly #runners = new Map<string, AfterCommitRunner>();
+
+  constructor(
+    pool: pg.Pool,
+    schema: string,
+    sinkHook: AfterCommitHook | undefined,
+    warn: (stream: string, message: string) => void,
+  ) {
+    this.#pool = pool;
+    this.#schema = schema;
+    this.#sinkHook = sinkHook;
+    this.#warn = warn;
+  }
+
+  /** The runners of a stream's hooks, resolved once per session (one runner per hook name). */
+  runnersFor(targetHook: AfterCommitHook | undefined): AfterCommitRunner[] {
+    const runners: AfterCommitRunner[] = [];
+    for (const hook of [targetHook, this.#sinkHook]) {
+      if (!hook) continue;
+      const resolved = resolveHook(hook);
+      if (typeof resolved === 'string') continue; // refused when the options and targets were checked
+      let runner = this.#runners.get(resolved.name);
+      if (!runner) {
+        runner = new AfterCommitRunner(this.#pool, this.#schema, resolved, (u, message) =>
+          this.#warn(u.stream, message),
+        );
+        this.#runners.set(resolved.name, runner);
+      }
+      runners.push(runner);
+    }
+    return runners;
+  }
+
+  /** Waits for the hooks in flight and runs deferred ones now: committed data is not left unrefreshed. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.#runners.values()].map((runner) => runner.flush()));
+  }
+}

@@ -117,3 +117,25 @@ export async function checkDeclaredTypes(db: pg.ClientBase, shape: TargetShape):
       'type changes are never made automatically (ALTER the column yourself, or change the declared type)',
   );
 }
+
+/**
+ * Once per file under evolve / freeze-extra: the columns it lacks, and the ones ignored. `where`
+ * names the stream and file.
+ */
+export function driftWarnings(where: string, shape: TargetShape, columns: readonly string[]): string[] {
+  const policy = driftPolicy(shape);
+  const warnings: string[] = [];
+  const missing = missingColumns(shape, columns);
+  if (missing.length) {
+    warnings.push(
+      `${where}: no column(s) ${missing.map(quoteIdent).join(', ')}: updated rows keep their stored values, inserted rows get null`,
+    );
+  }
+  const ignored = policy === 'freeze-extra' ? unknownColumns(shape, columns) : [];
+  if (ignored.length) {
+    warnings.push(
+      `${where}: column(s) ${ignored.map(quoteIdent).join(', ')} not in ${shape.name}: ignored (schemaDrift: freeze-extra)`,
+    );
+  }
+  return warnings;
+}

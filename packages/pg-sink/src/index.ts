@@ -13,6 +13,14 @@ export type {
   TargetTable,
   WriteMode,
 } from './options.js';
+export {
+  columnSpecSchema,
+  deleteSpecSchema,
+  lockOptionsSchema,
+  pgSinkOptionsSchema,
+  qlikTargetSchema,
+  targetTableSchema,
+} from './options.js';
 export { type PgSink, pgSink, type RunInfo, type RunOutcome } from './sink.js';
 export { qualifiedName, quoteIdent, redactSecrets, redactUrl } from './sql.js';
 export {

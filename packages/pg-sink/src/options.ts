@@ -1,8 +1,64 @@
 import { isTimeZone, TributaryError } from '@tributary/core';
+import { instance, optionsResolver } from '@tributary/core/options';
 import type pg from 'pg';
+import { z } from 'zod';
 import { type AfterCommitHook, resolveHook } from './after-commit.js';
 
+/**
+ * pgSink's options (issue 16): one zod schema is the type, the defaults, the validation (errors
+ * name the option path, before any I/O) and the README's option tables (`pnpm docs:options`).
+ * Unknown keys are kept, as before the schema: a config written for a later version still loads.
+ * Over 400 lines on purpose: it is one thing, the schema of pgSink's options and its targets,
+ * each option with its doc text; cutting it would scatter what the README table is built from.
+ */
+
+/** A value the schema checks; its message is the same whether the type or the value is wrong. */
+function nonEmpty() {
+  return z.string({ error: 'must be a non-empty string' }).min(1, 'must be a non-empty string');
+}
+
+const TYPE_NAME =
+  /^[a-z_][a-z0-9_]*(?: [a-z_][a-z0-9_]*)*(?:\s*\(\s*\d+\s*(?:,\s*\d+\s*)?\))?(?: with(?:out)? time zone)?(?:\[\])*$/i;
+
+/** A PostgreSQL type name. Types end up in DDL text, so only plain type names are accepted. */
+function typeName() {
+  return z.string({ error: 'must be a type name' }).superRefine((type, ctx) => {
+    if (!TYPE_NAME.test(type.trim()))
+      ctx.addIssue({ code: 'custom', message: `is not a type name: ${type}` });
+  });
+}
+
+/**
+ * One of `values`, checked without aborting the parse: inside a union (`qlik`, `targets`) an
+ * aborting check would hide the nested option's path behind the union's message.
+ */
+function oneOf<const T extends readonly string[]>(values: T) {
+  const text = values.map((v) => `'${v}'`);
+  const list = text.length === 2 ? text.join(' or ') : `${text.slice(0, -1).join(', ')} or ${text.at(-1)}`;
+  return z
+    .string({ error: `must be ${list}` })
+    .superRefine((value, ctx) => {
+      if (!values.includes(value))
+        ctx.addIssue({ code: 'custom', message: `must be ${list}, got ${JSON.stringify(value)}` });
+    })
+    .meta({ enum: [...values] }) as unknown as z.ZodType<T[number], T[number]>;
+}
+
+const afterCommitHook = instance<AfterCommitHook>('an object', (v) => typeof v === 'object' && v !== null)
+  .superRefine((hook, ctx) => {
+    const resolved = resolveHook(hook);
+    if (typeof resolved === 'string') ctx.addIssue({ code: 'custom', message: resolved });
+  })
+  .meta({ type: 'AfterCommitHook' });
+
+const nonNegativeInt = () =>
+  z
+    .number({ error: 'must be an integer ≥ 0' })
+    .int('must be an integer ≥ 0')
+    .min(0, 'must be an integer ≥ 0');
+
 export type WriteMode = 'upsert' | 'insert-ignore' | 'history';
+const writeModes = ['upsert', 'insert-ignore', 'history'] as const satisfies readonly WriteMode[];
 
 /**
  * What a column the target does not have means: `fail` (default) stops naming it; `evolve` adds
@@ -11,41 +67,50 @@ export type WriteMode = 'upsert' | 'insert-ignore' | 'history';
  */
 export type SchemaDrift = 'fail' | 'evolve' | 'freeze-extra';
 
-export interface ColumnSpec {
-  name: string;
-  /** A PostgreSQL type name: `text`, `integer`, `numeric(12,2)`, `timestamptz`, `date`, `boolean`… */
-  type: string;
-}
+export const columnSpecSchema = z.looseObject({
+  name: nonEmpty().describe('column name'),
+  type: typeName().describe(
+    'a PostgreSQL type name: `text`, `integer`, `numeric(12,2)`, `timestamptz`, `date`, `boolean`…',
+  ),
+});
+export type ColumnSpec = z.input<typeof columnSpecSchema>;
 
-export interface DeleteSpec {
-  /** Source column that carries the operation, e.g. Qlik `header__change_oper`. */
-  column: string;
-  /** Values of that column that mean "delete", e.g. `['D']`. */
-  values: string[];
-  /** `hard`: DELETE the row; `soft`: keep it and set `softColumn`. */
-  mode: 'hard' | 'soft';
-  /** Timestamp column set on soft delete (default `deleted_at`). */
-  softColumn?: string;
-}
+export const deleteSpecSchema = z.looseObject({
+  column: nonEmpty().describe('source column that carries the operation, e.g. Qlik `header__change_oper`'),
+  values: z
+    .array(z.string(), { error: 'must list at least one value' })
+    .min(1, 'must list at least one value')
+    .describe('values of that column that mean "delete", e.g. `["D"]`'),
+  mode: oneOf(['hard', 'soft'] as const).describe(
+    '`hard`: DELETE the row; `soft`: keep it and set `softColumn`',
+  ),
+  softColumn: nonEmpty()
+    .default('deleted_at')
+    .describe('timestamp column set on soft delete (a later insert clears it)'),
+});
+export type DeleteSpec = z.input<typeof deleteSpecSchema>;
 
 /**
  * Qlik Replicate change tables (`header__change_seq`, `header__change_oper`, `header__timestamp`,
  * then the table's columns). LOAD files, which have no `header__` columns, apply as plain upserts.
  */
-export interface QlikTarget {
-  /** Store the `header__` columns in the target (it must have them). Default false: dropped. */
-  keepHeaders?: boolean;
-  /** `D` rows: `hard` (default) deletes the row, `soft` keeps it with `softColumn` set. */
-  deletes?: 'hard' | 'soft';
-  /** Timestamp column set on soft delete (default `deleted_at`). */
-  softColumn?: string;
-  /**
-   * Target column that stores each row's `header__timestamp`: a change older than the stored one
-   * never overwrites (or deletes) the row. Default `header__timestamp` with `keepHeaders`, else
-   * `qlik_timestamp` (created as `timestamp` by `createTable`). `false`: no guard.
-   */
-  versionColumn?: string | false;
-}
+export const qlikTargetSchema = z.looseObject({
+  keepHeaders: z
+    .boolean()
+    .default(false)
+    .describe('store the `header__` columns in the target (it must have them); false: dropped'),
+  deletes: oneOf(['hard', 'soft'] as const)
+    .default('hard')
+    .describe('`D` rows: `hard` deletes the row, `soft` keeps it with `softColumn` set'),
+  softColumn: nonEmpty().optional().describe('timestamp column set on soft delete (default `deleted_at`)'),
+  versionColumn: z
+    .union([nonEmpty(), z.literal(false)], { error: 'must be a non-empty string or false' })
+    .optional()
+    .describe(
+      "target column that stores each row's `header__timestamp`: a change older than the stored one never overwrites (or deletes) the row. Default `header__timestamp` with `keepHeaders`, else `qlik_timestamp` (created as `timestamp` by `createTable`); `false`: no guard",
+    ),
+});
+export type QlikTarget = z.input<typeof qlikTargetSchema>;
 
 /** The Qlik change-table header columns this sink interprets. */
 export const QLIK_HEADER_PREFIX = 'header__';
@@ -55,35 +120,95 @@ export const QLIK_TIMESTAMP = 'header__timestamp';
 export const QLIK_DEFAULT_VERSION_COLUMN = 'qlik_timestamp';
 
 /** Where one stream's rows go. */
-export interface TargetTable {
-  schema: string;
-  table: string;
-  /** Conflict key; must be backed by a PRIMARY KEY or UNIQUE constraint (manual §5.7). */
-  key: string[];
-  /** Column types, used by `createTable`. Without it the table's own column types are used. */
-  columns?: ColumnSpec[];
-  /** Create the table from `columns` when missing, `key` as PRIMARY KEY. Default false. */
-  createTable?: boolean;
-  /** Default `upsert`. */
-  mode?: WriteMode;
-  /** Rows never regress to an older value of this column (e.g. `updated_at`). */
-  versionColumn?: string;
-  deletes?: DeleteSpec;
-  /** IANA zone in which offset-less timestamps are read (`SET LOCAL TimeZone`). */
-  timeZone?: string;
-  /**
-   * Apply Qlik Replicate change semantics (see `QlikTarget`): rows in `header__change_seq` order,
-   * `I`/`U` upsert, `D` delete, `B` (before-image) counted as filtered `qlik_before_image`,
-   * `header__timestamp` as the version guard. `true` = all defaults.
-   */
-  qlik?: QlikTarget | boolean;
-  /** New columns in a file: `fail` (default), `evolve` or `freeze-extra` (see `SchemaDrift`). */
-  schemaDrift?: SchemaDrift;
-  /** Types of columns `evolve` adds (others: their `columns` type, else text). */
-  types?: Record<string, string>;
-  /** Run after each unit of this stream commits, outside its transaction (see `AfterCommitHook`). */
-  afterCommit?: AfterCommitHook;
-}
+export const targetTableSchema = z
+  .looseObject({
+    schema: nonEmpty().describe("the target table's schema (any name: quoted)"),
+    table: nonEmpty().describe('the target table (any name: quoted)'),
+    key: z
+      .array(nonEmpty(), { error: 'must list at least one column' })
+      .min(1, 'must list at least one column')
+      .describe(
+        'conflict key; must be backed by a `PRIMARY KEY` or `UNIQUE` constraint (audited at start: `MISSING_CONSTRAINT` names table and columns, manual §5.7)',
+      ),
+    columns: z
+      .array(columnSpecSchema, { error: 'must be an array' })
+      .optional()
+      .describe(
+        "SQL types of the columns, needed by `createTable`; default the table's own (casts always use the catalog's column types)",
+      ),
+    createTable: z
+      .boolean()
+      .default(false)
+      .describe(
+        'create the table from `columns` if missing (`key` = PRIMARY KEY; plus `deleted_at` for soft deletes, `valid_from` and `<table>_history` in history mode)',
+      ),
+    mode: oneOf(writeModes)
+      .default('upsert')
+      .describe(
+        '`upsert`; `insert-ignore` (`ON CONFLICT DO NOTHING`, append-only tables); `history` (the replaced or deleted version goes to `<table>_history` with `valid_from` / `valid_to`, same transaction)',
+      ),
+    versionColumn: nonEmpty()
+      .optional()
+      .describe(
+        'a row never regresses to an older value of this column, e.g. `updated_at` (late files are safe to apply)',
+      ),
+    deletes: deleteSpecSchema
+      .optional()
+      .describe(
+        "rows whose `column` is in `values` (e.g. Qlik `header__change_oper = 'D'`) are deleted, or kept with `softColumn` set",
+      ),
+    timeZone: nonEmpty()
+      .superRefine((zone, ctx) => {
+        if (!isTimeZone(zone)) ctx.addIssue({ code: 'custom', message: `is not an IANA time zone: ${zone}` });
+      })
+      .optional()
+      .describe(
+        "IANA zone in which offset-less timestamps are read (the session's `TimeZone`); default the session's",
+      ),
+    qlik: z
+      .union([z.boolean(), qlikTargetSchema], { error: 'must be true or an object' })
+      .optional()
+      .describe(
+        'Qlik Replicate change tables (below): rows in `header__change_seq` order, `I`/`U` upsert, `D` delete, `B` (before-image) counted as filtered `qlik_before_image`, `header__timestamp` as the version guard; `true` = all defaults. Not combined with `deletes` / `versionColumn`',
+      ),
+    schemaDrift: oneOf(['fail', 'evolve', 'freeze-extra'] as const)
+      .default('fail')
+      .describe(
+        "a batch column the table lacks: `fail` (`SCHEMA_DRIFT` naming file and columns); `evolve` (added in the file's transaction, below); `freeze-extra` (left out, warned); type changes always fail",
+      ),
+    types: z
+      .record(z.string(), typeName(), { error: 'must be an object' })
+      .optional()
+      .describe(
+        "`{ column: type }`: types of columns `evolve` adds (else the `columns` type, else `text`); under `evolve` / `freeze-extra` a declared type that differs from the table's fails (`SCHEMA_DRIFT`, both types named)",
+      ),
+    afterCommit: afterCommitHook
+      .optional()
+      .describe(
+        '`{ sql, minIntervalSeconds = 0, name = sql }` or `{ run, name, … }`: run after each unit of this stream commits, outside its transaction (below)',
+      ),
+  })
+  .superRefine((target, ctx) => {
+    const problem = (path: string, message: string) =>
+      ctx.addIssue({ code: 'custom', path: [path], message });
+    const mode = target.mode ?? 'upsert';
+    if (target.columns) {
+      const names = new Set(target.columns.map((c) => c.name));
+      for (const k of target.key)
+        if (!names.has(k)) problem('key', `column ${JSON.stringify(k)} is not in columns`);
+    }
+    if (target.createTable && !target.columns?.length) problem('createTable', 'needs columns');
+    if (target.deletes !== undefined && mode === 'insert-ignore')
+      problem('deletes', "cannot be used with mode 'insert-ignore'");
+    if (target.qlik) {
+      if (target.deletes !== undefined)
+        problem('deletes', 'cannot be combined with qlik (qlik.deletes says how D rows apply)');
+      if (target.versionColumn !== undefined)
+        problem('versionColumn', 'cannot be combined with qlik (qlik.versionColumn)');
+      if (mode === 'insert-ignore') problem('qlik', "cannot be used with mode 'insert-ignore'");
+    }
+  });
+export type TargetTable = z.input<typeof targetTableSchema>;
 
 /** The Qlik settings of a target with every default filled in, or undefined. */
 export interface ResolvedQlik {
@@ -128,15 +253,52 @@ function expandQlik(target: TargetTable): TargetTable {
  */
 export type TargetResolver = Record<string, TargetTable | null> | ((stream: string) => TargetTable | null);
 
-export interface LockOptions {
-  /**
-   * Default true: one writer per stream through a session advisory lock. Turn off only when
-   * something else guarantees a single writer (Kafka group membership per partition).
-   */
-  enabled?: boolean;
-  /** `false` (default): fail fast with STREAM_LOCKED; or wait up to `timeoutMs`. */
-  wait?: false | { timeoutMs: number };
-}
+/**
+ * Targets keyed by stream id are checked at construction with `targetTableSchema` (issues keep
+ * their path, `targets.<stream>.key`); a function's targets are checked per stream on first use.
+ * A custom check, not a union: a union would report a nested problem as the union's own.
+ */
+const targetsSchema = instance<TargetResolver>(
+  'an object keyed by stream id or a function',
+  (v) => typeof v === 'function' || (typeof v === 'object' && v !== null),
+)
+  .superRefine((targets, ctx) => {
+    if (typeof targets === 'function') return;
+    for (const [stream, target] of Object.entries(targets)) {
+      if (target === null) continue;
+      const parsed = targetTableSchema.safeParse(target);
+      for (const issue of parsed.error?.issues ?? [])
+        ctx.addIssue({ code: 'custom', path: [stream, ...issue.path], message: issue.message });
+    }
+  })
+  .meta({ type: 'map \\| function' });
+
+export const lockOptionsSchema = z
+  .looseObject({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe(
+        'one writer per stream through a session advisory lock; turn off only when something else guarantees a single writer (Kafka group membership per partition)',
+      ),
+    wait: z
+      .union(
+        [
+          z.literal(false),
+          z.looseObject({ timeoutMs: z.number().int().min(1).describe('longest wait for the lock, in ms') }),
+        ],
+        {
+          error: 'must be false or { timeoutMs: positive integer }',
+        },
+      )
+      .default(false)
+      .describe(
+        '`false`: a second runner fails fast with `STREAM_LOCKED`; `{ timeoutMs }`: wait server-side up to that long',
+      ),
+  })
+  .prefault({})
+  .describe('one writer per stream (invariant 8): a session advisory lock per stream');
+export type LockOptions = z.input<typeof lockOptionsSchema>;
 
 /** Test hooks. Unset in production: they cost one property check per unit. */
 export interface FaultHooks {
@@ -144,50 +306,80 @@ export interface FaultHooks {
   beforeCommit?: (info: { stream: string; source: string }) => void | Promise<void>;
 }
 
-export interface PgSinkOptions {
-  /** The caller's pool (recommended for services). Not ended by `close()`. */
-  pool?: pg.Pool;
-  /** Used when no `pool` is given; default `DATABASE_URL`. `sslmode` in the URL is honoured. */
-  connectionString?: string;
-  /** TLS for the pool we build, e.g. `{ ca, rejectUnauthorized: true }`. */
-  ssl?: pg.PoolConfig['ssl'];
-  /** `statement_timeout` of the pool we build, in ms. Default none. */
-  statementTimeoutMs?: number;
-  /** `application_name` of the pool we build. Default `tributary`. */
-  applicationName?: string;
-  /** Size of the pool we build. Default 10. */
-  poolSize?: number;
-  /** Control schema. Default `tributary`. */
-  schema?: string;
-  /** Run migrations on first use. Default true. */
-  migrate?: boolean;
-  /** Target table per stream id. */
-  targets: TargetResolver;
-  lock?: LockOptions;
-  /** Transient failures re-run the whole unit up to this many times. Default 3. */
-  retries?: number;
-  /**
-   * Rows of an open unit kept in memory so a transient failure can replay it. A larger unit is
-   * not replayed in process: its transient failure is raised (retriable) and the next run
-   * resumes from the checkpoint. Default 500,000.
-   */
-  replayBufferRows?: number;
-  /**
-   * The same bound in input bytes (`batch.meta.bytes`, the size of the source text), which is
-   * what keeps memory flat for wide rows: parsed rows take ~12× their text in V8. Default
-   * 4 MiB. A bigger unit's transient failure is raised as retriable and `pipeline()` re-runs
-   * it from the checkpoint, re-reading the file (invariant 7: memory does not grow with file
-   * size).
-   */
-  replayBufferBytes?: number;
-  faults?: FaultHooks;
-  /**
-   * Code run after every unit of every stream commits, outside its transaction: serialised by
-   * `name` under an advisory lock, debounced, recorded in `<schema>.after_commit`; a failure is
-   * recorded and warned about, never rolls back data, and is retried on the next commit.
-   */
-  onCommitted?: AfterCommitHook;
-}
+export const pgSinkOptionsSchema = z
+  .looseObject({
+    pool: instance<pg.Pool>(
+      'pg.Pool',
+      (v) => typeof v === 'object' && v !== null && typeof (v as pg.Pool).connect === 'function',
+    )
+      .optional()
+      .describe(
+        'your `pg.Pool` (recommended for services); each stream holds one client of it for the run (lock + transactions); not ended by `close()`',
+      ),
+    connectionString: z
+      .string()
+      .optional()
+      .describe('used when no `pool` is given; default `DATABASE_URL`; `sslmode` in the URL is honoured'),
+    ssl: instance<pg.PoolConfig['ssl']>('TLS options', () => true)
+      .optional()
+      .describe('TLS for the pool we build, e.g. `{ ca, rejectUnauthorized: true }`'),
+    statementTimeoutMs: nonNegativeInt()
+      .optional()
+      .describe('`statement_timeout` of the pool we build, in ms; default none'),
+    applicationName: z
+      .string()
+      .default('tributary')
+      .describe('`application_name` of the pool we build (shown in lock errors and `pg_stat_activity`)'),
+    poolSize: z.number().int().min(1).default(10).describe('size of the pool we build'),
+    schema: nonEmpty().default('tributary').describe('control schema'),
+    migrate: z
+      .boolean()
+      .default(true)
+      .describe(
+        'run migrations on first use; with `false`, `checkpoint()` has no side effect beyond the lock',
+      ),
+    targets: targetsSchema.describe(
+      'target table per stream id (see the target table below), or `(stream) => target`; `null`: checkpoint-only stream',
+    ),
+    lock: lockOptionsSchema,
+    retries: nonNegativeInt()
+      .default(3)
+      .describe(
+        'transient failures (connection reset, admin shutdown, serialization failure, deadlock) re-run the whole unit this many times',
+      ),
+    replayBufferRows: nonNegativeInt()
+      .default(500_000)
+      .describe(
+        'rows of an open unit kept in memory so a transient failure can replay it; a larger unit is not replayed in process: its transient failure is raised (retriable) and the next run resumes from the checkpoint',
+      ),
+    replayBufferBytes: nonNegativeInt()
+      .default(4 * 1024 * 1024)
+      .describe(
+        'the same bound in input bytes (the size of the source text), which keeps memory flat for wide rows (parsed rows take ~12× their text in V8); a bigger unit is re-read from the checkpoint (invariant 7)',
+      ),
+    faults: instance<FaultHooks>('FaultHooks', (v) => typeof v === 'object' && v !== null)
+      .optional()
+      .describe(
+        'test hooks: `beforeCommit` runs inside the transaction just before `COMMIT`; unset in production',
+      ),
+    onCommitted: afterCommitHook
+      .optional()
+      .describe(
+        'run after every unit of every stream commits, outside its transaction: serialised by `name` under an advisory lock, debounced, recorded in `<schema>.after_commit`; a failure is warned about and retried on the next commit, never rolls back data',
+      ),
+  })
+  .superRefine((options, ctx) => {
+    if (!options.pool && !options.connectionString && !process.env.DATABASE_URL)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pool'],
+        message: 'or connectionString (or DATABASE_URL) is required',
+      });
+  });
+
+export type PgSinkOptions = z.input<typeof pgSinkOptionsSchema>;
+
+const parseOptions = optionsResolver('pgSink', pgSinkOptionsSchema);
 
 export interface ResolvedOptions {
   schema: string;
@@ -202,167 +394,28 @@ export interface ResolvedOptions {
   onCommitted: AfterCommitHook | undefined;
 }
 
-const TYPE_NAME =
-  /^[a-z_][a-z0-9_]*(?: [a-z_][a-z0-9_]*)*(?:\s*\(\s*\d+\s*(?:,\s*\d+\s*)?\))?(?: with(?:out)? time zone)?(?:\[\])*$/i;
-
-function invalid(path: string, message: string): TributaryError {
-  return new TributaryError('INVALID_OPTIONS', `pgSink(): ${path} ${message}`);
-}
-
-function nonEmpty(path: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0) throw invalid(path, 'must be a non-empty string');
-  return value;
-}
-
-/** Checks one target definition; `path` names it in messages (`targets["tickets/inc"]`). */
+/** Checks one target definition; `path` names it in messages (`targets("tickets/inc")`). */
 export function validateTarget(path: string, target: TargetTable): TargetTable {
-  if (typeof target !== 'object' || target === null) throw invalid(path, 'must be an object');
-  nonEmpty(`${path}.schema`, target.schema);
-  nonEmpty(`${path}.table`, target.table);
-  if (!Array.isArray(target.key) || target.key.length === 0) {
-    throw invalid(`${path}.key`, 'must list at least one column');
-  }
-  for (const [i, k] of target.key.entries()) nonEmpty(`${path}.key[${i}]`, k);
-  const mode = target.mode ?? 'upsert';
-  if (!['upsert', 'insert-ignore', 'history'].includes(mode)) {
-    throw invalid(
-      `${path}.mode`,
-      `must be 'upsert', 'insert-ignore' or 'history', got ${JSON.stringify(mode)}`,
-    );
-  }
-  if (target.columns !== undefined) {
-    if (!Array.isArray(target.columns)) throw invalid(`${path}.columns`, 'must be an array');
-    target.columns.forEach((c, i) => {
-      nonEmpty(`${path}.columns[${i}].name`, c?.name);
-      const type = nonEmpty(`${path}.columns[${i}].type`, c?.type);
-      // Types end up in DDL text, so only plain type names are accepted.
-      if (!TYPE_NAME.test(type.trim()))
-        throw invalid(`${path}.columns[${i}].type`, `is not a type name: ${type}`);
-    });
-    const names = new Set(target.columns.map((c) => c.name));
-    for (const k of target.key) {
-      if (!names.has(k)) throw invalid(`${path}.key`, `column ${JSON.stringify(k)} is not in columns`);
-    }
-  }
-  if (target.createTable && !target.columns?.length) {
-    throw invalid(`${path}.createTable`, 'needs columns');
-  }
-  if (target.versionColumn !== undefined) nonEmpty(`${path}.versionColumn`, target.versionColumn);
-  if (target.deletes !== undefined) {
-    const d = target.deletes;
-    nonEmpty(`${path}.deletes.column`, d.column);
-    if (!Array.isArray(d.values) || d.values.length === 0) {
-      throw invalid(`${path}.deletes.values`, 'must list at least one value');
-    }
-    if (d.mode !== 'hard' && d.mode !== 'soft')
-      throw invalid(`${path}.deletes.mode`, "must be 'hard' or 'soft'");
-    if (d.softColumn !== undefined) nonEmpty(`${path}.deletes.softColumn`, d.softColumn);
-    if (mode === 'insert-ignore')
-      throw invalid(`${path}.deletes`, "cannot be used with mode 'insert-ignore'");
-  }
-  if (target.qlik !== undefined && target.qlik !== false && target.qlik !== true) {
-    const q = target.qlik;
-    if (typeof q !== 'object' || q === null) throw invalid(`${path}.qlik`, 'must be true or an object');
-    if (q.deletes !== undefined && q.deletes !== 'hard' && q.deletes !== 'soft')
-      throw invalid(`${path}.qlik.deletes`, "must be 'hard' or 'soft'");
-    if (q.softColumn !== undefined) nonEmpty(`${path}.qlik.softColumn`, q.softColumn);
-    if (q.versionColumn !== undefined && q.versionColumn !== false)
-      nonEmpty(`${path}.qlik.versionColumn`, q.versionColumn);
-  }
-  if (target.qlik) {
-    if (target.deletes !== undefined)
-      throw invalid(`${path}.deletes`, 'cannot be combined with qlik (qlik.deletes says how D rows apply)');
-    if (target.versionColumn !== undefined)
-      throw invalid(`${path}.versionColumn`, 'cannot be combined with qlik (qlik.versionColumn)');
-    if (mode === 'insert-ignore') throw invalid(`${path}.qlik`, "cannot be used with mode 'insert-ignore'");
-  }
-  validateDrift(path, target);
-  if (target.afterCommit !== undefined) {
-    const hook = resolveHook(target.afterCommit);
-    if (typeof hook === 'string') throw invalid(`${path}.afterCommit`, hook);
-  }
-  if (target.timeZone !== undefined) {
-    const zone = nonEmpty(`${path}.timeZone`, target.timeZone);
-    if (!isTimeZone(zone)) throw invalid(`${path}.timeZone`, `is not an IANA time zone: ${zone}`);
-  }
-  return expandQlik(target);
-}
-
-function validateDrift(path: string, target: TargetTable): void {
-  const drift = target.schemaDrift ?? 'fail';
-  if (!['fail', 'evolve', 'freeze-extra'].includes(drift)) {
-    throw invalid(
-      `${path}.schemaDrift`,
-      `must be 'fail', 'evolve' or 'freeze-extra', got ${JSON.stringify(drift)}`,
-    );
-  }
-  if (target.types === undefined) return;
-  if (typeof target.types !== 'object' || target.types === null)
-    throw invalid(`${path}.types`, 'must be an object');
-  for (const [column, type] of Object.entries(target.types)) {
-    // Types end up in DDL text (ALTER TABLE … ADD COLUMN), so only plain type names are accepted.
-    if (typeof type !== 'string' || !TYPE_NAME.test(type.trim()))
-      throw invalid(`${path}.types[${JSON.stringify(column)}]`, `is not a type name: ${String(type)}`);
-  }
+  // The path as the one key of a wrapper: the resolver then names it in front of the option.
+  const parsed = optionsResolver('pgSink', z.object({ [path]: targetTableSchema }))({ [path]: target });
+  return expandQlik(parsed[path] as TargetTable);
 }
 
 export function resolveOptions(options: PgSinkOptions): ResolvedOptions {
-  if (typeof options !== 'object' || options === null) throw invalid('options', 'must be an object');
-  const schema = options.schema ?? 'tributary';
-  nonEmpty('schema', schema);
-  const { targets } = options;
-  if (typeof targets === 'function') {
-    // validated per stream on first use
-  } else if (typeof targets === 'object' && targets !== null) {
-    for (const [stream, target] of Object.entries(targets)) {
-      if (target !== null) validateTarget(`targets[${JSON.stringify(stream)}]`, target);
-    }
-  } else {
-    throw invalid('targets', 'must be an object keyed by stream id or a function');
-  }
-  const retries = options.retries ?? 3;
-  if (!Number.isInteger(retries) || retries < 0)
-    throw invalid('retries', `must be an integer ≥ 0, got ${retries}`);
-  const replayBufferRows = options.replayBufferRows ?? 500_000;
-  if (!Number.isInteger(replayBufferRows) || replayBufferRows < 0) {
-    throw invalid('replayBufferRows', `must be an integer ≥ 0, got ${replayBufferRows}`);
-  }
-  const replayBufferBytes = options.replayBufferBytes ?? 4 * 1024 * 1024;
-  if (!Number.isInteger(replayBufferBytes) || replayBufferBytes < 0) {
-    throw invalid('replayBufferBytes', `must be an integer ≥ 0, got ${replayBufferBytes}`);
-  }
-  if (options.onCommitted !== undefined) {
-    const hook = resolveHook(options.onCommitted);
-    if (typeof hook === 'string') throw invalid('onCommitted', hook);
-  }
-  const wait = options.lock?.wait ?? false;
-  let lockWaitMs: number | undefined;
-  if (wait !== false) {
-    if (typeof wait !== 'object' || !Number.isInteger(wait.timeoutMs) || wait.timeoutMs <= 0) {
-      throw invalid('lock.wait', 'must be false or { timeoutMs: positive integer }');
-    }
-    lockWaitMs = wait.timeoutMs;
-  }
-  if (
-    options.statementTimeoutMs !== undefined &&
-    !(Number.isInteger(options.statementTimeoutMs) && options.statementTimeoutMs >= 0)
-  ) {
-    throw invalid('statementTimeoutMs', 'must be an integer ≥ 0');
-  }
-  if (!options.pool && !options.connectionString && !process.env.DATABASE_URL) {
-    throw invalid('pool', 'or connectionString (or DATABASE_URL) is required');
-  }
+  if (typeof options !== 'object' || options === null)
+    throw new TributaryError('INVALID_OPTIONS', 'pgSink(): options must be an object');
+  const resolved = parseOptions(options);
   return {
-    schema,
-    migrate: options.migrate ?? true,
-    targets,
-    lockEnabled: options.lock?.enabled ?? true,
-    lockWaitMs,
-    retries,
-    replayBufferRows,
-    replayBufferBytes,
-    faults: options.faults,
-    onCommitted: options.onCommitted,
+    schema: resolved.schema,
+    migrate: resolved.migrate,
+    targets: resolved.targets,
+    lockEnabled: resolved.lock.enabled,
+    lockWaitMs: resolved.lock.wait === false ? undefined : resolved.lock.wait.timeoutMs,
+    retries: resolved.retries,
+    replayBufferRows: resolved.replayBufferRows,
+    replayBufferBytes: resolved.replayBufferBytes,
+    faults: resolved.faults,
+    onCommitted: resolved.onCommitted,
   };
 }
 

@@ -1,6 +1,13 @@
-import { type RejectedRecord, type RejectPolicy, TributaryError } from '@tributary/core';
+import {
+  type Batch,
+  type RejectedRecord,
+  type RejectPolicy,
+  type Row,
+  TributaryError,
+} from '@tributary/core';
 import type pg from 'pg';
 import { redactSecrets } from './sql.js';
+import { type Applied, emptyStats, type OpenUnit } from './unit.js';
 
 /**
  * Rows set aside under a stream's `onError` policy (issue 17): the dead-letter table
@@ -100,4 +107,66 @@ export function rejectLimitError(
     }`,
     { stream: at.stream, location: { file: at.source } },
   );
+}
+
+/** `rejectLimitError` for the open unit: throws when it set aside more than its policy allows. */
+export function checkRejectLimit(unit: OpenUnit, stream: string, final: boolean): void {
+  const error = rejectLimitError(unit.policy, {
+    stream,
+    source: unit.source,
+    rejected: unit.stats.rejected,
+    read: unit.stats.rowsRead,
+    final,
+    first: unit.firstRejected,
+  });
+  if (error) throw error;
+}
+
+/** skip-file: nothing of the unit is applied; its load row will say `rejected`, with why. */
+export function rejectUnit(unit: OpenUnit, error: TributaryError): void {
+  const { batches, bytes } = unit.stats;
+  unit.rejectedBy = error;
+  unit.stats = { ...emptyStats(), batches, bytes, rowsRead: unit.rowsSeen, rejected: unit.rowsSeen };
+  unit.tally = { rows: 0, filtered: {} };
+  unit.late = false;
+  unit.recorded = false;
+  unit.snapshotOpen = false;
+}
+
+/** A later batch of a rejected unit: read and counted, not applied. */
+export function skipRejected(unit: OpenUnit, batch: Batch<Row>): void {
+  const { stats } = unit;
+  stats.batches++;
+  stats.bytes += batch.meta.bytes ?? 0;
+  stats.rowsRead += batch.meta.rowsRead;
+  stats.rejected += batch.meta.rowsRead;
+}
+
+/** Adds what a batch applied to the unit's tally (under a policy); returns it unchanged. */
+export function tally(unit: OpenUnit, batch: Batch<Row>, applied: Applied | undefined): Applied | undefined {
+  unit.tally.rows += applied?.rows ?? batch.rows.length;
+  for (const [name, count] of Object.entries(applied?.filtered ?? {}))
+    unit.tally.filtered[name] = (unit.tally.filtered[name] ?? 0) + count;
+  return applied;
+}
+
+/**
+ * What to tell the pipeline for a write under a policy: the change in the unit's applied rows,
+ * filter counts and rejected rows since the last write. A re-run of the unit (checked path,
+ * or a rejected file) corrects what earlier batches reported.
+ */
+export function reportSinceLastWrite(unit: OpenUnit): Applied {
+  const { tally, reported } = unit;
+  const filtered: Record<string, number> = {};
+  for (const name of new Set([...Object.keys(tally.filtered), ...Object.keys(reported.filtered)])) {
+    const delta = (tally.filtered[name] ?? 0) - (reported.filtered[name] ?? 0);
+    if (delta) filtered[name] = delta;
+  }
+  const applied = {
+    rows: tally.rows - reported.rows,
+    filtered,
+    rejected: unit.stats.rejected - reported.rejected,
+  };
+  unit.reported = { rows: tally.rows, filtered: { ...tally.filtered }, rejected: unit.stats.rejected };
+  return applied;
 }

@@ -3,6 +3,7 @@
  * never reach SQL text: they travel as parameters or COPY data (invariant 9).
  */
 
+import { createHash } from 'node:crypto';
 import { TributaryError } from '@tributary/core';
 
 /** Quotes one identifier the way PostgreSQL's `quote_ident` does, unconditionally. */
@@ -72,4 +73,21 @@ export function errorText(error: unknown): string {
   const message = typeof e?.message === 'string' ? e.message : String(error);
   const code = error instanceof TributaryError ? `${error.code}: ` : '';
   return redactSecrets(`${code}${message}`).slice(0, 4000);
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * A name for a statement the sink runs once per file (the merge, the checkpoint + load row):
+ * prepared once per connection, its parse and plan are not repeated for every file. Derived
+ * from the text, so one name never stands for two statements.
+ */
+export function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    if (statementNames.size >= 1000) statementNames.clear();
+    name = `tributary_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }

@@ -135,7 +135,7 @@ describe('after-commit hooks (library)', () => {
   it('refuses a hook without sql or run, and a run without a name', () => {
     const t = idValueTarget(randomName('ac'));
     expect(() => pgSink({ pool: fixture.db().pool, targets: { x: { ...t, afterCommit: {} } } })).toThrow(
-      /targets\["x"\]\.afterCommit needs exactly one of sql or run/,
+      /targets\.x\.afterCommit: needs exactly one of sql or run/,
     );
     expect(() =>
       pgSink({ pool: fixture.db().pool, targets: { x: t }, onCommitted: { run: async () => {} } }),

@@ -172,6 +172,6 @@ describe('Qlik change tables (target.qlik)', () => {
         pool: db.pool,
         targets: { x: qlikTarget(true, { deletes: { column: 'op', values: ['D'], mode: 'hard' } }) },
       }),
-    ).toThrow(/deletes cannot be combined with qlik/);
+    ).toThrow(/targets\.x\.deletes: cannot be combined with qlik/);
   });
 });

@@ -50,7 +50,7 @@ describe('options', () => {
   const base = { connectionString: 'postgres://x@localhost/db' };
   it('fails before any I/O with the option path', () => {
     expect(() => resolveOptions({ ...base, targets: { s: { schema: 'a', table: 't', key: [] } } })).toThrow(
-      /targets\["s"\]\.key must list at least one column/,
+      /pgSink\(\): targets\.s\.key: must list at least one column/,
     );
     expect(() =>
       resolveOptions({
@@ -59,14 +59,16 @@ describe('options', () => {
           s: { schema: 'a', table: 't', key: ['id'], columns: [{ name: 'id', type: 'int; DROP TABLE x' }] },
         },
       }),
-    ).toThrow(/columns\[0\]\.type is not a type name/);
+    ).toThrow(/targets\.s\.columns\[0\]\.type: is not a type name/);
     expect(() =>
       resolveOptions({
         ...base,
         targets: { s: { schema: 'a', table: 't', key: ['id'], timeZone: 'Mars/Olympus' } },
       }),
-    ).toThrow(/timeZone is not an IANA time zone/);
-    expect(() => resolveOptions({ ...base, targets: {}, retries: -1 })).toThrow(/retries must be an integer/);
+    ).toThrow(/targets\.s\.timeZone: is not an IANA time zone/);
+    expect(() => resolveOptions({ ...base, targets: {}, retries: -1 })).toThrow(
+      /retries: must be an integer ≥ 0/,
+    );
     expect(() => resolveOptions({ ...base, targets: {}, lock: { wait: { timeoutMs: 0 } } })).toThrow(
       /lock\.wait/,
     );
