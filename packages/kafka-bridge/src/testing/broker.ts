@@ -61,34 +61,76 @@ export interface TestBroker {
   stop(): Promise<void>;
 }
 
-/** The single version advertised per API key; kafkajs then uses exactly that version. */
-const ADVERTISED: ReadonlyMap<number, number> = new Map([
-  [ApiKey.Produce, 3],
-  [ApiKey.Fetch, 4],
-  [ApiKey.ListOffsets, 2],
-  [ApiKey.Metadata, 4],
-  [ApiKey.OffsetCommit, 2],
+/**
+ * The versions advertised per API key, `[min, max]`, every one of them handled. kafkajs and
+ * @platformatic/kafka use the highest version they know up to `max`; librdkafka does too, but
+ * first enables its features only when the ranges overlap fixed old versions (e.g. its
+ * balanced consumer needs FindCoordinator 0 and JoinGroup 0, `ApiVersion` needs ApiVersions 0,
+ * `OffsetTime` needs ListOffsets 1), so the minimums reach down to those.
+ */
+const ADVERTISED: ReadonlyMap<number, readonly [number, number]> = new Map([
+  [ApiKey.Produce, [3, 3]],
+  [ApiKey.Fetch, [4, 4]],
+  [ApiKey.ListOffsets, [1, 2]],
+  [ApiKey.Metadata, [4, 4]],
+  [ApiKey.OffsetCommit, [2, 2]],
   // OffsetFetch v0 would crash kafkajs (TypeError), v1 is the first that works.
-  [ApiKey.OffsetFetch, 1],
-  [ApiKey.FindCoordinator, 1],
+  [ApiKey.OffsetFetch, [1, 1]],
+  [ApiKey.FindCoordinator, [0, 1]],
   // JoinGroup v4+ needs the MEMBER_ID_REQUIRED round trip; v1 carries the rebalance timeout.
-  [ApiKey.JoinGroup, 1],
-  [ApiKey.Heartbeat, 0],
-  [ApiKey.LeaveGroup, 0],
-  [ApiKey.SyncGroup, 0],
-  [ApiKey.DescribeGroups, 0],
-  [ApiKey.ListGroups, 1],
-  [ApiKey.ApiVersions, 2],
-  [ApiKey.CreateTopics, 1],
-  [ApiKey.DeleteTopics, 0],
-  [ApiKey.InitProducerId, 0],
-  [ApiKey.AddPartitionsToTxn, 0],
-  [ApiKey.AddOffsetsToTxn, 0],
-  [ApiKey.EndTxn, 0],
-  [ApiKey.TxnOffsetCommit, 0],
-  [ApiKey.CreatePartitions, 0],
-  [ApiKey.DeleteGroups, 0],
+  [ApiKey.JoinGroup, [0, 1]],
+  [ApiKey.Heartbeat, [0, 0]],
+  [ApiKey.LeaveGroup, [0, 0]],
+  [ApiKey.SyncGroup, [0, 0]],
+  [ApiKey.DescribeGroups, [0, 0]],
+  [ApiKey.ListGroups, [1, 1]],
+  [ApiKey.ApiVersions, [0, 3]],
+  [ApiKey.CreateTopics, [1, 1]],
+  [ApiKey.DeleteTopics, [0, 0]],
+  [ApiKey.InitProducerId, [0, 0]],
+  [ApiKey.AddPartitionsToTxn, [0, 0]],
+  [ApiKey.AddOffsetsToTxn, [0, 0]],
+  [ApiKey.EndTxn, [0, 0]],
+  [ApiKey.TxnOffsetCommit, [0, 0]],
+  [ApiKey.CreatePartitions, [0, 0]],
+  [ApiKey.DeleteGroups, [0, 0]],
 ]);
+
+/**
+ * The first flexible version (request header v2, response header v1, compact types, tagged
+ * fields) of each API, from Kafka's message definitions (`flexibleVersions`). ApiVersions is
+ * the exception on the way back: its response header stays v0 so any client can read it.
+ */
+const FIRST_FLEXIBLE: ReadonlyMap<number, number> = new Map([
+  [ApiKey.Produce, 9],
+  [ApiKey.Fetch, 12],
+  [ApiKey.ListOffsets, 6],
+  [ApiKey.Metadata, 9],
+  [ApiKey.OffsetCommit, 8],
+  [ApiKey.OffsetFetch, 6],
+  [ApiKey.FindCoordinator, 3],
+  [ApiKey.JoinGroup, 6],
+  [ApiKey.Heartbeat, 4],
+  [ApiKey.LeaveGroup, 4],
+  [ApiKey.SyncGroup, 4],
+  [ApiKey.DescribeGroups, 5],
+  [ApiKey.ListGroups, 3],
+  [ApiKey.ApiVersions, 3],
+  [ApiKey.CreateTopics, 5],
+  [ApiKey.DeleteTopics, 4],
+  [ApiKey.InitProducerId, 2],
+  [ApiKey.AddPartitionsToTxn, 3],
+  [ApiKey.AddOffsetsToTxn, 3],
+  [ApiKey.EndTxn, 3],
+  [ApiKey.TxnOffsetCommit, 3],
+  [ApiKey.CreatePartitions, 2],
+  [ApiKey.DeleteGroups, 2],
+]);
+
+function isFlexible(apiKey: number, apiVersion: number): boolean {
+  const first = FIRST_FLEXIBLE.get(apiKey);
+  return first !== undefined && apiVersion >= first;
+}
 
 const NODE_ID = 1;
 /** Kafka's default socket.request.max.bytes. */
@@ -103,6 +145,8 @@ interface RequestHeader {
   apiVersion: number;
   correlationId: number;
   clientId: string;
+  /** Request header v2 (and, but for ApiVersions, response header v1). */
+  flexible: boolean;
 }
 
 /** Reads one request body and replies through `reply`, at once or later (held requests). */
@@ -160,12 +204,15 @@ class Connection {
     }
   }
 
-  send(correlationId: number, body: Writer): void {
+  /** Response header v0 (correlation id), or v1 (plus an empty tagged-field section). */
+  send(correlationId: number, body: Writer, headerTaggedFields: boolean): void {
     if (this.socket.destroyed || !this.socket.writable) return;
     const payload = body.toBuffer();
-    const head = Buffer.allocUnsafe(8);
-    head.writeInt32BE(payload.length + 4, 0);
+    const headSize = headerTaggedFields ? 9 : 8;
+    const head = Buffer.allocUnsafe(headSize);
+    head.writeInt32BE(payload.length + headSize - 4, 0);
     head.writeInt32BE(correlationId, 4);
+    if (headerTaggedFields) head.writeUInt8(0, 8);
     this.socket.write(Buffer.concat([head, payload]));
   }
 }
@@ -205,13 +252,14 @@ class Broker implements TestBroker {
       [ApiKey.Metadata, ({ reader, connection, reply }) => reply(this.metadata(reader, connection))],
       [ApiKey.Produce, ({ reader, reply }) => this.produce(reader, reply)],
       [ApiKey.Fetch, ({ reader, connection, reply }) => this.fetch(reader, connection, reply)],
-      [ApiKey.ListOffsets, ({ reader, reply }) => reply(this.listOffsets(reader))],
+      [ApiKey.ListOffsets, ({ reader, header, reply }) => reply(this.listOffsets(reader, header.apiVersion))],
       [ApiKey.CreateTopics, ({ reader, reply }) => reply(this.createTopics(reader))],
       [ApiKey.DeleteTopics, ({ reader, reply }) => reply(this.deleteTopics(reader))],
       [ApiKey.CreatePartitions, ({ reader, reply }) => reply(this.createPartitions(reader))],
       [
         ApiKey.FindCoordinator,
-        ({ reader, connection, reply }) => reply(this.findCoordinator(reader, connection)),
+        ({ reader, connection, header, reply }) =>
+          reply(this.findCoordinator(reader, connection, header.apiVersion)),
       ],
       [
         ApiKey.JoinGroup,
@@ -330,23 +378,37 @@ class Broker implements TestBroker {
     const reader = new Reader(frame);
     let header: RequestHeader | null = null;
     try {
+      const apiKey = reader.int16();
+      const apiVersion = reader.int16();
       header = {
-        apiKey: reader.int16(),
-        apiVersion: reader.int16(),
+        apiKey,
+        apiVersion,
         correlationId: reader.int32(),
-        clientId: reader.string(),
+        clientId: reader.string(), // a classic nullable string in header v2 too
+        flexible: isFlexible(apiKey, apiVersion),
       };
       const handler = this.handlers.get(header.apiKey);
-      const advertised = ADVERTISED.get(header.apiKey);
+      const [min, max] = ADVERTISED.get(header.apiKey) ?? [0, -1];
+      // Any ApiVersions version is answered: a newer one gets UNSUPPORTED_VERSION and retries.
       const versionOk =
-        header.apiKey === ApiKey.ApiVersions ? header.apiVersion >= 0 : header.apiVersion === advertised;
+        header.apiKey === ApiKey.ApiVersions
+          ? header.apiVersion >= 0
+          : header.apiVersion >= min && header.apiVersion <= max;
       if (!handler || !versionOk) {
         this.log(`unsupported request: api ${header.apiKey} v${header.apiVersion}; closing connection`);
         connection.socket.destroy();
         return;
       }
+      // An ApiVersions request newer than ours may have a header we cannot know: not read.
+      if (header.flexible && header.apiVersion <= max) reader.taggedFields();
       const { correlationId } = header;
-      handler({ reader, connection, header, reply: (body) => connection.send(correlationId, body) });
+      const headerTaggedFields = header.flexible && header.apiKey !== ApiKey.ApiVersions;
+      handler({
+        reader,
+        connection,
+        header,
+        reply: (body) => connection.send(correlationId, body, headerTaggedFields),
+      });
     } catch (error) {
       // A request we cannot parse leaves the stream in an unknown state: drop the connection,
       // as Kafka does, rather than answer garbage.
@@ -367,14 +429,22 @@ class Broker implements TestBroker {
 
   private apiVersions(header: RequestHeader, reply: (body: Writer) => void): void {
     const body = new Writer();
-    if (header.apiVersion > 2) {
-      // kafkajs falls back to a lower version on UNSUPPORTED_VERSION.
+    const [, max] = ADVERTISED.get(ApiKey.ApiVersions)!;
+    if (header.apiVersion > max) {
+      // kafkajs, librdkafka and @platformatic/kafka fall back to a lower version on this error.
       reply(body.int16(ErrorCode.UNSUPPORTED_VERSION).int32(0));
       return;
     }
-    body.int16(ErrorCode.NONE).array([...ADVERTISED], (w, [key, version]) => {
-      w.int16(key).int16(version).int16(version);
-    });
+    body.int16(ErrorCode.NONE);
+    if (header.flexible) {
+      // The body's client_software_name/version are only informative; not read.
+      body.compactArray([...ADVERTISED], (w, [key, [min, max]]) => {
+        w.int16(key).int16(min).int16(max).taggedFields();
+      });
+      reply(body.int32(0).taggedFields());
+      return;
+    }
+    body.array([...ADVERTISED], (w, [key, [min, max]]) => w.int16(key).int16(min).int16(max));
     if (header.apiVersion >= 1) body.int32(0);
     reply(body);
   }
@@ -662,14 +732,17 @@ class Broker implements TestBroker {
     return batches;
   }
 
-  private listOffsets(reader: Reader): Writer {
+  private listOffsets(reader: Reader, version: number): Writer {
     reader.int32(); // replica id
-    const readCommitted = reader.int8() === READ_COMMITTED;
+    // v1 has no isolation level (read uncommitted) and no throttle time.
+    const readCommitted = version >= 2 && reader.int8() === READ_COMMITTED;
     const topics = reader.array((r) => ({
       topic: r.string(),
       partitions: r.array((pr) => ({ partition: pr.int32(), timestamp: pr.int64() })),
     }));
-    return new Writer().int32(0).array(topics, (w, { topic, partitions }) => {
+    const body = new Writer();
+    if (version >= 2) body.int32(0);
+    return body.array(topics, (w, { topic, partitions }) => {
       w.string(topic).array(partitions, (pw, { partition, timestamp }) => {
         const log = this.state.partition(topic, partition);
         if (!log) {
@@ -691,16 +764,15 @@ class Broker implements TestBroker {
 
   // --- Consumer groups -----------------------------------------------------------------------
 
-  private findCoordinator(reader: Reader, connection: Connection): Writer {
-    reader.string(); // key: this broker coordinates every group and transaction
-    reader.int8(); // type
-    return new Writer()
-      .int32(0)
-      .int16(ErrorCode.NONE)
-      .nullableString(null)
-      .int32(NODE_ID)
-      .string(this.advertisedHost(connection))
-      .int32(this.currentPort);
+  private findCoordinator(reader: Reader, connection: Connection, version: number): Writer {
+    // key: this broker coordinates every group and transaction; v1+ adds the key type.
+    reader.string();
+    if (version >= 1) reader.int8();
+    const body = new Writer();
+    if (version >= 1) body.int32(0);
+    body.int16(ErrorCode.NONE);
+    if (version >= 1) body.nullableString(null);
+    return body.int32(NODE_ID).string(this.advertisedHost(connection)).int32(this.currentPort);
   }
 
   private joinGroup(
@@ -709,10 +781,13 @@ class Broker implements TestBroker {
     header: RequestHeader,
     reply: (body: Writer) => void,
   ): void {
+    const groupId = reader.string();
+    const sessionTimeout = reader.int32();
     const request = {
-      groupId: reader.string(),
-      sessionTimeout: reader.int32(),
-      rebalanceTimeout: reader.int32(),
+      groupId,
+      sessionTimeout,
+      // v0 has no rebalance timeout: Kafka uses the session timeout for it.
+      rebalanceTimeout: header.apiVersion >= 1 ? reader.int32() : sessionTimeout,
       memberId: reader.string(),
       protocolType: reader.string(),
       protocols: reader.array((r) => ({ name: r.string(), metadata: Buffer.from(r.bytes()) })),
