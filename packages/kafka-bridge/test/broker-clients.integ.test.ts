@@ -124,8 +124,9 @@ const KCAT_GROUP_SETTINGS = [
   'topic.metadata.refresh.interval.ms=1000',
 ];
 
+/** Produces one message per line with librdkafka's idempotent producer (InitProducerId). */
 async function kcatProduce(broker: TestBroker, topic: string, lines: string[], partition?: number) {
-  const args = ['-b', broker.brokers[0]!, '-P', '-t', topic];
+  const args = ['-b', broker.brokers[0]!, '-X', 'enable.idempotence=true', '-P', '-t', topic];
   if (partition !== undefined) args.push('-p', String(partition));
   const producer = new Kcat(args, `${lines.join('\n')}\n`);
   expect(await producer.exited(), producer.stderr.join('\n')).toBe(0);
@@ -252,5 +253,9 @@ describe('test broker: clients other than kafkajs', () => {
       (kcat) => kcat.stdout.includes('after-0') && kcat.stdout.includes('after-1'),
       'the remaining member to consume new messages on both partitions',
     );
+    // Closing commits what it consumed (OffsetCommit from librdkafka): the group is at the end.
+    await first.stop();
+    const committed = broker.committedOffsets(group).sort((a, b) => a.partition - b.partition);
+    expect(committed).toEqual(broker.endOffsets(topic));
   });
 });
