@@ -196,9 +196,9 @@ class Broker implements TestBroker {
         ApiKey.JoinGroup,
         ({ reader, connection, header, reply }) => this.joinGroup(reader, connection, header, reply),
       ],
-      [ApiKey.SyncGroup, ({ reader, reply }) => this.syncGroup(reader, reply)],
-      [ApiKey.Heartbeat, ({ reader, reply }) => reply(this.heartbeat(reader))],
-      [ApiKey.LeaveGroup, ({ reader, reply }) => reply(this.leaveGroup(reader))],
+      [ApiKey.SyncGroup, ({ reader, header, reply }) => this.syncGroup(reader, header.apiVersion, reply)],
+      [ApiKey.Heartbeat, ({ reader, header, reply }) => reply(this.heartbeat(reader, header.apiVersion))],
+      [ApiKey.LeaveGroup, ({ reader, header, reply }) => reply(this.leaveGroup(reader, header.apiVersion))],
       [ApiKey.DescribeGroups, ({ reader, reply }) => reply(this.describeGroups(reader))],
       [ApiKey.ListGroups, ({ reply }) => reply(this.listGroups())],
       [ApiKey.DeleteGroups, ({ reader, reply }) => reply(this.deleteGroups(reader))],
@@ -712,49 +712,69 @@ class Broker implements TestBroker {
     header: RequestHeader,
     reply: (body: Writer) => void,
   ): void {
+    const version = header.apiVersion;
     const groupId = reader.string();
     const sessionTimeout = reader.int32();
+    // v0 has no rebalance timeout: Kafka uses the session timeout for it.
+    const rebalanceTimeout = version >= 1 ? reader.int32() : sessionTimeout;
+    const memberId = reader.string();
+    if (version >= 5) reader.nullableString(); // group instance id: members are all dynamic here
     const request = {
       groupId,
       sessionTimeout,
-      // v0 has no rebalance timeout: Kafka uses the session timeout for it.
-      rebalanceTimeout: header.apiVersion >= 1 ? reader.int32() : sessionTimeout,
-      memberId: reader.string(),
+      rebalanceTimeout,
+      memberId,
       protocolType: reader.string(),
       protocols: reader.array((r) => ({ name: r.string(), metadata: Buffer.from(r.bytes()) })),
+      requireKnownMemberId: version >= 4,
     };
     this.groups.join(request, header.clientId, connection.clientHost, (result) => {
-      const body = new Writer()
+      const body = new Writer();
+      if (version >= 2) body.int32(0);
+      body
         .int16(result.errorCode)
         .int32(result.generation)
         .string(result.protocol)
         .string(result.leaderId)
         .string(result.memberId)
-        .array(result.members, (w, member) => w.string(member.memberId).bytes(member.metadata));
+        .array(result.members, (w, member) => {
+          w.string(member.memberId);
+          if (version >= 5) w.nullableString(null);
+          w.bytes(member.metadata);
+        });
       reply(body);
     });
   }
 
-  private syncGroup(reader: Reader, reply: (body: Writer) => void): void {
-    const request = {
-      groupId: reader.string(),
-      generation: reader.int32(),
-      memberId: reader.string(),
-      assignments: reader.array((r) => ({ memberId: r.string(), assignment: Buffer.from(r.bytes()) })),
-    };
-    this.groups.sync(request, (result) => {
+  private syncGroup(reader: Reader, version: number, reply: (body: Writer) => void): void {
+    const groupId = reader.string();
+    const generation = reader.int32();
+    const memberId = reader.string();
+    if (version >= 3) reader.nullableString(); // group instance id
+    const assignments = reader.array((r) => ({ memberId: r.string(), assignment: Buffer.from(r.bytes()) }));
+    this.groups.sync({ groupId, generation, memberId, assignments }, (result) => {
+      const body = new Writer();
+      if (version >= 1) body.int32(0);
       // The assignment is BYTES but never null: kafkajs decodes it unconditionally.
-      reply(new Writer().int16(result.errorCode).bytes(result.assignment));
+      reply(body.int16(result.errorCode).bytes(result.assignment));
     });
   }
 
-  private heartbeat(reader: Reader): Writer {
-    const errorCode = this.groups.heartbeat(reader.string(), reader.int32(), reader.string());
-    return new Writer().int16(errorCode);
+  private heartbeat(reader: Reader, version: number): Writer {
+    const groupId = reader.string();
+    const generation = reader.int32();
+    const memberId = reader.string();
+    if (version >= 3) reader.nullableString(); // group instance id
+    const body = new Writer();
+    if (version >= 1) body.int32(0);
+    return body.int16(this.groups.heartbeat(groupId, generation, memberId));
   }
 
-  private leaveGroup(reader: Reader): Writer {
-    return new Writer().int16(this.groups.leave(reader.string(), reader.string()));
+  private leaveGroup(reader: Reader, version: number): Writer {
+    const errorCode = this.groups.leave(reader.string(), reader.string());
+    const body = new Writer();
+    if (version >= 1) body.int32(0);
+    return body.int16(errorCode);
   }
 
   private describeGroups(reader: Reader): Writer {

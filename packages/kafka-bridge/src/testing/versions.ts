@@ -21,11 +21,13 @@ export const ADVERTISED: ReadonlyMap<number, readonly [number, number]> = new Ma
   // OffsetFetch v0 would crash kafkajs (TypeError), v1 is the first that works.
   [ApiKey.OffsetFetch, [1, 1]],
   [ApiKey.FindCoordinator, [0, 1]],
-  // JoinGroup v4+ needs the MEMBER_ID_REQUIRED round trip; v1 carries the rebalance timeout.
-  [ApiKey.JoinGroup, [0, 1]],
-  [ApiKey.Heartbeat, [0, 0]],
-  [ApiKey.LeaveGroup, [0, 0]],
-  [ApiKey.SyncGroup, [0, 0]],
+  // v4+ first answers an unknown member MEMBER_ID_REQUIRED (KIP-394), as Kafka 2.2+ does;
+  // v5 and SyncGroup/Heartbeat v3 carry a group instance id, read and ignored (no KIP-345).
+  [ApiKey.JoinGroup, [0, 5]],
+  [ApiKey.Heartbeat, [0, 3]],
+  // v3 batches members (KIP-345): not implemented.
+  [ApiKey.LeaveGroup, [0, 2]],
+  [ApiKey.SyncGroup, [0, 3]],
   [ApiKey.DescribeGroups, [0, 0]],
   [ApiKey.ListGroups, [1, 1]],
   [ApiKey.ApiVersions, [0, 3]],

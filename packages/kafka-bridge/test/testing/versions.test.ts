@@ -38,7 +38,7 @@ describe('test broker: API versions (issue #18)', () => {
     const byKey = new Map(ranges.map(([key, min, max]) => [key, [min, max]]));
     // librdkafka enables its balanced consumer only if FindCoordinator 0 and JoinGroup 0 overlap.
     expect(byKey.get(10)).toEqual([0, 1]);
-    expect(byKey.get(11)).toEqual([0, 1]);
+    expect(byKey.get(11)).toEqual([0, 5]);
     expect(byKey.get(18)).toEqual([0, 3]);
     expect(byKey.get(2)).toEqual([1, 2]);
   });
@@ -91,6 +91,35 @@ describe('test broker: API versions (issue #18)', () => {
       partitions: r.array((pr) => [pr.int32(), pr.int16(), pr.int64(), pr.int64()]),
     }));
     expect(topics).toEqual([{ topic: 'old-versions', partitions: [[0, 0, -1, 0]] }]);
+  });
+
+  it('answers a first JoinGroup v4+ without a member id MEMBER_ID_REQUIRED, then admits that id', async () => {
+    const broker = await brokerForTest();
+    const join = (memberId: string) =>
+      new Writer()
+        .string('kip-394')
+        .int32(3000)
+        .int32(3000)
+        .string(memberId)
+        .nullableString(null) // v5: group instance id
+        .string('consumer')
+        .array(['range'], (w, name) => w.string(name).bytes(Buffer.alloc(0)));
+    const readJoin = (bytes: Buffer) => {
+      const reader = new Reader(bytes);
+      reader.int32(); // correlation id
+      reader.int32(); // throttle time
+      const errorCode = reader.int16();
+      const generation = reader.int32();
+      reader.string(); // protocol
+      reader.string(); // leader
+      return { errorCode, generation, memberId: reader.string() };
+    };
+
+    const first = readJoin(await exchange(broker.port, frame(11, 5, join(''), false)));
+    expect(first.errorCode).toBe(79);
+    expect(first.memberId).toMatch(/^versions-test-/);
+    const second = readJoin(await exchange(broker.port, frame(11, 5, join(first.memberId), false)));
+    expect(second).toEqual({ errorCode: 0, generation: 1, memberId: first.memberId });
   });
 });
 
