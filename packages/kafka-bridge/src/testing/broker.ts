@@ -3,8 +3,8 @@
  * (the table built in the constructor). It is one file on purpose (issue 16 allows it): each
  * handler is a short decode → state call → encode over the same `Broker`, the state lives in
  * state.ts and groups.ts, the wire codec in codec.ts, so splitting the handlers would only
- * scatter the API table. What it implements and leaves out: ./README.md (its spec is
- * `shared/KAFKA_TEST_BROKER.md` beside the repository).
+ * scatter the API table; the versions it speaks are in versions.ts. What it implements and
+ * leaves out: ./README.md (its spec is `shared/KAFKA_TEST_BROKER.md` beside the repository).
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { MalformedRequestError, Reader, Writer } from './codec.js';
@@ -18,6 +18,7 @@ import {
   type Transaction,
   type TransactionOutcome,
 } from './state.js';
+import { ADVERTISED, isFlexible } from './versions.js';
 
 export interface TestBrokerOptions {
   /** Port to listen on; 0 (the default) picks a free one. */
@@ -61,35 +62,6 @@ export interface TestBroker {
   stop(): Promise<void>;
 }
 
-/** The single version advertised per API key; kafkajs then uses exactly that version. */
-const ADVERTISED: ReadonlyMap<number, number> = new Map([
-  [ApiKey.Produce, 3],
-  [ApiKey.Fetch, 4],
-  [ApiKey.ListOffsets, 2],
-  [ApiKey.Metadata, 4],
-  [ApiKey.OffsetCommit, 2],
-  // OffsetFetch v0 would crash kafkajs (TypeError), v1 is the first that works.
-  [ApiKey.OffsetFetch, 1],
-  [ApiKey.FindCoordinator, 1],
-  // JoinGroup v4+ needs the MEMBER_ID_REQUIRED round trip; v1 carries the rebalance timeout.
-  [ApiKey.JoinGroup, 1],
-  [ApiKey.Heartbeat, 0],
-  [ApiKey.LeaveGroup, 0],
-  [ApiKey.SyncGroup, 0],
-  [ApiKey.DescribeGroups, 0],
-  [ApiKey.ListGroups, 1],
-  [ApiKey.ApiVersions, 2],
-  [ApiKey.CreateTopics, 1],
-  [ApiKey.DeleteTopics, 0],
-  [ApiKey.InitProducerId, 0],
-  [ApiKey.AddPartitionsToTxn, 0],
-  [ApiKey.AddOffsetsToTxn, 0],
-  [ApiKey.EndTxn, 0],
-  [ApiKey.TxnOffsetCommit, 0],
-  [ApiKey.CreatePartitions, 0],
-  [ApiKey.DeleteGroups, 0],
-]);
-
 const NODE_ID = 1;
 /** Kafka's default socket.request.max.bytes. */
 const MAX_REQUEST_BYTES = 100 * 1024 * 1024;
@@ -103,6 +75,8 @@ interface RequestHeader {
   apiVersion: number;
   correlationId: number;
   clientId: string;
+  /** Request header v2 (and, but for ApiVersions, response header v1). */
+  flexible: boolean;
 }
 
 /** Reads one request body and replies through `reply`, at once or later (held requests). */
@@ -160,19 +134,23 @@ class Connection {
     }
   }
 
-  send(correlationId: number, body: Writer): void {
+  /** Response header v0 (correlation id), or v1 (plus an empty tagged-field section). */
+  send(correlationId: number, body: Writer, headerTaggedFields: boolean): void {
     if (this.socket.destroyed || !this.socket.writable) return;
     const payload = body.toBuffer();
-    const head = Buffer.allocUnsafe(8);
-    head.writeInt32BE(payload.length + 4, 0);
+    const headSize = headerTaggedFields ? 9 : 8;
+    const head = Buffer.allocUnsafe(headSize);
+    head.writeInt32BE(payload.length + headSize - 4, 0);
     head.writeInt32BE(correlationId, 4);
+    if (headerTaggedFields) head.writeUInt8(0, 8);
     this.socket.write(Buffer.concat([head, payload]));
   }
 }
 
 /**
- * A single-node, in-memory Kafka broker speaking the protocol versions kafkajs 2.2.4 uses
- * (see README.md). For tests only: nothing in a product code path imports it.
+ * A single-node, in-memory Kafka broker speaking the protocol versions kafkajs 2.2.4,
+ * @platformatic/kafka and librdkafka negotiate with it (see README.md). For tests only:
+ * nothing in a product code path imports it.
  */
 export async function startTestBroker(options: TestBrokerOptions = {}): Promise<TestBroker> {
   const broker = new Broker(options);
@@ -205,21 +183,22 @@ class Broker implements TestBroker {
       [ApiKey.Metadata, ({ reader, connection, reply }) => reply(this.metadata(reader, connection))],
       [ApiKey.Produce, ({ reader, reply }) => this.produce(reader, reply)],
       [ApiKey.Fetch, ({ reader, connection, reply }) => this.fetch(reader, connection, reply)],
-      [ApiKey.ListOffsets, ({ reader, reply }) => reply(this.listOffsets(reader))],
+      [ApiKey.ListOffsets, ({ reader, header, reply }) => reply(this.listOffsets(reader, header.apiVersion))],
       [ApiKey.CreateTopics, ({ reader, reply }) => reply(this.createTopics(reader))],
       [ApiKey.DeleteTopics, ({ reader, reply }) => reply(this.deleteTopics(reader))],
       [ApiKey.CreatePartitions, ({ reader, reply }) => reply(this.createPartitions(reader))],
       [
         ApiKey.FindCoordinator,
-        ({ reader, connection, reply }) => reply(this.findCoordinator(reader, connection)),
+        ({ reader, connection, header, reply }) =>
+          reply(this.findCoordinator(reader, connection, header.apiVersion)),
       ],
       [
         ApiKey.JoinGroup,
         ({ reader, connection, header, reply }) => this.joinGroup(reader, connection, header, reply),
       ],
-      [ApiKey.SyncGroup, ({ reader, reply }) => this.syncGroup(reader, reply)],
-      [ApiKey.Heartbeat, ({ reader, reply }) => reply(this.heartbeat(reader))],
-      [ApiKey.LeaveGroup, ({ reader, reply }) => reply(this.leaveGroup(reader))],
+      [ApiKey.SyncGroup, ({ reader, header, reply }) => this.syncGroup(reader, header.apiVersion, reply)],
+      [ApiKey.Heartbeat, ({ reader, header, reply }) => reply(this.heartbeat(reader, header.apiVersion))],
+      [ApiKey.LeaveGroup, ({ reader, header, reply }) => reply(this.leaveGroup(reader, header.apiVersion))],
       [ApiKey.DescribeGroups, ({ reader, reply }) => reply(this.describeGroups(reader))],
       [ApiKey.ListGroups, ({ reply }) => reply(this.listGroups())],
       [ApiKey.DeleteGroups, ({ reader, reply }) => reply(this.deleteGroups(reader))],
@@ -330,23 +309,37 @@ class Broker implements TestBroker {
     const reader = new Reader(frame);
     let header: RequestHeader | null = null;
     try {
+      const apiKey = reader.int16();
+      const apiVersion = reader.int16();
       header = {
-        apiKey: reader.int16(),
-        apiVersion: reader.int16(),
+        apiKey,
+        apiVersion,
         correlationId: reader.int32(),
-        clientId: reader.string(),
+        clientId: reader.string(), // a classic nullable string in header v2 too
+        flexible: isFlexible(apiKey, apiVersion),
       };
       const handler = this.handlers.get(header.apiKey);
-      const advertised = ADVERTISED.get(header.apiKey);
+      const [min, max] = ADVERTISED.get(header.apiKey) ?? [0, -1];
+      // Any ApiVersions version is answered: a newer one gets UNSUPPORTED_VERSION and retries.
       const versionOk =
-        header.apiKey === ApiKey.ApiVersions ? header.apiVersion >= 0 : header.apiVersion === advertised;
+        header.apiKey === ApiKey.ApiVersions
+          ? header.apiVersion >= 0
+          : header.apiVersion >= min && header.apiVersion <= max;
       if (!handler || !versionOk) {
         this.log(`unsupported request: api ${header.apiKey} v${header.apiVersion}; closing connection`);
         connection.socket.destroy();
         return;
       }
+      // An ApiVersions request newer than ours may have a header we cannot know: not read.
+      if (header.flexible && header.apiVersion <= max) reader.taggedFields();
       const { correlationId } = header;
-      handler({ reader, connection, header, reply: (body) => connection.send(correlationId, body) });
+      const headerTaggedFields = header.flexible && header.apiKey !== ApiKey.ApiVersions;
+      handler({
+        reader,
+        connection,
+        header,
+        reply: (body) => connection.send(correlationId, body, headerTaggedFields),
+      });
     } catch (error) {
       // A request we cannot parse leaves the stream in an unknown state: drop the connection,
       // as Kafka does, rather than answer garbage.
@@ -367,14 +360,22 @@ class Broker implements TestBroker {
 
   private apiVersions(header: RequestHeader, reply: (body: Writer) => void): void {
     const body = new Writer();
-    if (header.apiVersion > 2) {
-      // kafkajs falls back to a lower version on UNSUPPORTED_VERSION.
+    const [, max] = ADVERTISED.get(ApiKey.ApiVersions)!;
+    if (header.apiVersion > max) {
+      // kafkajs, librdkafka and @platformatic/kafka fall back to a lower version on this error.
       reply(body.int16(ErrorCode.UNSUPPORTED_VERSION).int32(0));
       return;
     }
-    body.int16(ErrorCode.NONE).array([...ADVERTISED], (w, [key, version]) => {
-      w.int16(key).int16(version).int16(version);
-    });
+    body.int16(ErrorCode.NONE);
+    if (header.flexible) {
+      // The body's client_software_name/version are only informative; not read.
+      body.compactArray([...ADVERTISED], (w, [key, [min, max]]) => {
+        w.int16(key).int16(min).int16(max).taggedFields();
+      });
+      reply(body.int32(0).taggedFields());
+      return;
+    }
+    body.array([...ADVERTISED], (w, [key, [min, max]]) => w.int16(key).int16(min).int16(max));
     if (header.apiVersion >= 1) body.int32(0);
     reply(body);
   }
@@ -662,14 +663,17 @@ class Broker implements TestBroker {
     return batches;
   }
 
-  private listOffsets(reader: Reader): Writer {
+  private listOffsets(reader: Reader, version: number): Writer {
     reader.int32(); // replica id
-    const readCommitted = reader.int8() === READ_COMMITTED;
+    // v1 has no isolation level (read uncommitted) and no throttle time.
+    const readCommitted = version >= 2 && reader.int8() === READ_COMMITTED;
     const topics = reader.array((r) => ({
       topic: r.string(),
       partitions: r.array((pr) => ({ partition: pr.int32(), timestamp: pr.int64() })),
     }));
-    return new Writer().int32(0).array(topics, (w, { topic, partitions }) => {
+    const body = new Writer();
+    if (version >= 2) body.int32(0);
+    return body.array(topics, (w, { topic, partitions }) => {
       w.string(topic).array(partitions, (pw, { partition, timestamp }) => {
         const log = this.state.partition(topic, partition);
         if (!log) {
@@ -691,16 +695,15 @@ class Broker implements TestBroker {
 
   // --- Consumer groups -----------------------------------------------------------------------
 
-  private findCoordinator(reader: Reader, connection: Connection): Writer {
-    reader.string(); // key: this broker coordinates every group and transaction
-    reader.int8(); // type
-    return new Writer()
-      .int32(0)
-      .int16(ErrorCode.NONE)
-      .nullableString(null)
-      .int32(NODE_ID)
-      .string(this.advertisedHost(connection))
-      .int32(this.currentPort);
+  private findCoordinator(reader: Reader, connection: Connection, version: number): Writer {
+    // key: this broker coordinates every group and transaction; v1+ adds the key type.
+    reader.string();
+    if (version >= 1) reader.int8();
+    const body = new Writer();
+    if (version >= 1) body.int32(0);
+    body.int16(ErrorCode.NONE);
+    if (version >= 1) body.nullableString(null);
+    return body.int32(NODE_ID).string(this.advertisedHost(connection)).int32(this.currentPort);
   }
 
   private joinGroup(
@@ -709,46 +712,69 @@ class Broker implements TestBroker {
     header: RequestHeader,
     reply: (body: Writer) => void,
   ): void {
+    const version = header.apiVersion;
+    const groupId = reader.string();
+    const sessionTimeout = reader.int32();
+    // v0 has no rebalance timeout: Kafka uses the session timeout for it.
+    const rebalanceTimeout = version >= 1 ? reader.int32() : sessionTimeout;
+    const memberId = reader.string();
+    if (version >= 5) reader.nullableString(); // group instance id: members are all dynamic here
     const request = {
-      groupId: reader.string(),
-      sessionTimeout: reader.int32(),
-      rebalanceTimeout: reader.int32(),
-      memberId: reader.string(),
+      groupId,
+      sessionTimeout,
+      rebalanceTimeout,
+      memberId,
       protocolType: reader.string(),
       protocols: reader.array((r) => ({ name: r.string(), metadata: Buffer.from(r.bytes()) })),
+      requireKnownMemberId: version >= 4,
     };
     this.groups.join(request, header.clientId, connection.clientHost, (result) => {
-      const body = new Writer()
+      const body = new Writer();
+      if (version >= 2) body.int32(0);
+      body
         .int16(result.errorCode)
         .int32(result.generation)
         .string(result.protocol)
         .string(result.leaderId)
         .string(result.memberId)
-        .array(result.members, (w, member) => w.string(member.memberId).bytes(member.metadata));
+        .array(result.members, (w, member) => {
+          w.string(member.memberId);
+          if (version >= 5) w.nullableString(null);
+          w.bytes(member.metadata);
+        });
       reply(body);
     });
   }
 
-  private syncGroup(reader: Reader, reply: (body: Writer) => void): void {
-    const request = {
-      groupId: reader.string(),
-      generation: reader.int32(),
-      memberId: reader.string(),
-      assignments: reader.array((r) => ({ memberId: r.string(), assignment: Buffer.from(r.bytes()) })),
-    };
-    this.groups.sync(request, (result) => {
+  private syncGroup(reader: Reader, version: number, reply: (body: Writer) => void): void {
+    const groupId = reader.string();
+    const generation = reader.int32();
+    const memberId = reader.string();
+    if (version >= 3) reader.nullableString(); // group instance id
+    const assignments = reader.array((r) => ({ memberId: r.string(), assignment: Buffer.from(r.bytes()) }));
+    this.groups.sync({ groupId, generation, memberId, assignments }, (result) => {
+      const body = new Writer();
+      if (version >= 1) body.int32(0);
       // The assignment is BYTES but never null: kafkajs decodes it unconditionally.
-      reply(new Writer().int16(result.errorCode).bytes(result.assignment));
+      reply(body.int16(result.errorCode).bytes(result.assignment));
     });
   }
 
-  private heartbeat(reader: Reader): Writer {
-    const errorCode = this.groups.heartbeat(reader.string(), reader.int32(), reader.string());
-    return new Writer().int16(errorCode);
+  private heartbeat(reader: Reader, version: number): Writer {
+    const groupId = reader.string();
+    const generation = reader.int32();
+    const memberId = reader.string();
+    if (version >= 3) reader.nullableString(); // group instance id
+    const body = new Writer();
+    if (version >= 1) body.int32(0);
+    return body.int16(this.groups.heartbeat(groupId, generation, memberId));
   }
 
-  private leaveGroup(reader: Reader): Writer {
-    return new Writer().int16(this.groups.leave(reader.string(), reader.string()));
+  private leaveGroup(reader: Reader, version: number): Writer {
+    const errorCode = this.groups.leave(reader.string(), reader.string());
+    const body = new Writer();
+    if (version >= 1) body.int32(0);
+    return body.int16(errorCode);
   }
 
   private describeGroups(reader: Reader): Writer {

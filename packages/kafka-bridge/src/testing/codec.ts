@@ -1,7 +1,8 @@
 /**
- * Kafka's classic (non-flexible) primitive types: big-endian integers, int16-prefixed
- * strings, int32-prefixed bytes and arrays, -1 for null. kafkajs 2.2.4 never negotiates a
- * flexible version with this broker, so there are no compact types or tagged fields here.
+ * Kafka's primitive types: big-endian integers, int16-prefixed strings, int32-prefixed bytes
+ * and arrays with -1 for null (the classic encoding), and the compact types of flexible
+ * versions (unsigned-varint lengths plus one, 0 for null) with their tagged-field sections.
+ * The broker reads tagged fields it does not know and skips them, as Kafka does (KIP-482).
  */
 
 /** Thrown when a request is shorter than its declared layout: the connection is dropped. */
@@ -92,6 +93,67 @@ export class Reader {
   array<T>(readItem: (reader: Reader) => T): T[] {
     return this.nullableArray(readItem) ?? [];
   }
+
+  /** Unsigned LEB128 varint, as compact lengths and tag numbers use. */
+  uvarint(): number {
+    let value = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      this.need(1);
+      const byte = this.buffer[this.offset++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if ((byte & 0x80) === 0) return value;
+    }
+    throw new MalformedRequestError(`unsigned varint longer than 5 bytes at ${this.offset}`);
+  }
+
+  compactNullableString(): string | null {
+    const length = this.uvarint() - 1;
+    if (length < 0) return null;
+    this.need(length);
+    const value = this.buffer.toString('utf8', this.offset, this.offset + length);
+    this.offset += length;
+    return value;
+  }
+
+  compactString(): string {
+    return this.compactNullableString() ?? '';
+  }
+
+  compactNullableBytes(): Buffer | null {
+    const length = this.uvarint() - 1;
+    if (length < 0) return null;
+    this.need(length);
+    const value = this.buffer.subarray(this.offset, this.offset + length);
+    this.offset += length;
+    return value;
+  }
+
+  compactBytes(): Buffer {
+    return this.compactNullableBytes() ?? Buffer.alloc(0);
+  }
+
+  compactNullableArray<T>(readItem: (reader: Reader) => T): T[] | null {
+    const count = this.uvarint() - 1;
+    if (count < 0) return null;
+    const items: T[] = [];
+    for (let i = 0; i < count; i++) items.push(readItem(this));
+    return items;
+  }
+
+  compactArray<T>(readItem: (reader: Reader) => T): T[] {
+    return this.compactNullableArray(readItem) ?? [];
+  }
+
+  /** Skips a tagged-field section: this broker reads none of the optional tags. */
+  taggedFields(): void {
+    const count = this.uvarint();
+    for (let i = 0; i < count; i++) {
+      this.uvarint(); // tag
+      const size = this.uvarint();
+      this.need(size);
+      this.offset += size;
+    }
+  }
 }
 
 export class Writer {
@@ -163,6 +225,41 @@ export class Writer {
     this.int32(items.length);
     for (const item of items) writeItem(this, item);
     return this;
+  }
+
+  uvarint(value: number): this {
+    let rest = value;
+    while (rest > 0x7f) {
+      this.int8((((rest & 0x7f) | 0x80) << 24) >> 24);
+      rest = Math.floor(rest / 128);
+    }
+    return this.int8((rest << 24) >> 24);
+  }
+
+  compactNullableString(value: string | null): this {
+    if (value === null) return this.uvarint(0);
+    const bytes = Buffer.from(value, 'utf8');
+    return this.uvarint(bytes.length + 1).raw(bytes);
+  }
+
+  compactString(value: string): this {
+    return this.compactNullableString(value);
+  }
+
+  compactBytes(value: Buffer | null): this {
+    if (value === null) return this.uvarint(0);
+    return this.uvarint(value.length + 1).raw(value);
+  }
+
+  compactArray<T>(items: readonly T[], writeItem: (writer: this, item: T) => void): this {
+    this.uvarint(items.length + 1);
+    for (const item of items) writeItem(this, item);
+    return this;
+  }
+
+  /** An empty tagged-field section: this broker sends no optional tags. */
+  taggedFields(): this {
+    return this.uvarint(0);
   }
 
   toBuffer(): Buffer {

@@ -19,6 +19,7 @@ export const ErrorCode = {
   INVALID_PRODUCER_ID_MAPPING: 49,
   NON_EMPTY_GROUP: 68,
   GROUP_ID_NOT_FOUND: 69,
+  MEMBER_ID_REQUIRED: 79,
 } as const;
 
 /** The APIs this broker implements and the single version it advertises for each. */

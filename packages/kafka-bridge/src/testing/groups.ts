@@ -9,6 +9,8 @@ export interface JoinRequest {
   memberId: string;
   protocolType: string;
   protocols: { name: string; metadata: Buffer }[];
+  /** JoinGroup v4+: a first join without a member id gets one back with MEMBER_ID_REQUIRED. */
+  requireKnownMemberId: boolean;
 }
 
 export interface JoinResult {
@@ -40,6 +42,8 @@ interface GroupRuntime {
   heldSyncs: Map<string, Reply<SyncResult>>;
   rebalanceTimer: NodeJS.Timeout | null;
   sessionTimers: Map<string, NodeJS.Timeout>;
+  /** Member ids handed out with MEMBER_ID_REQUIRED, valid for one session timeout. */
+  pendingMembers: Map<string, NodeJS.Timeout>;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -75,6 +79,7 @@ export class GroupCoordinator {
         heldSyncs: new Map(),
         rebalanceTimer: null,
         sessionTimers: new Map(),
+        pendingMembers: new Map(),
       };
       this.runtimes.set(group.groupId, runtime);
     }
@@ -82,21 +87,33 @@ export class GroupCoordinator {
   }
 
   join(request: JoinRequest, clientId: string, clientHost: string, reply: Reply<JoinResult>): void {
-    const fail = (errorCode: number) =>
-      reply({
-        errorCode,
-        generation: -1,
-        protocol: '',
-        leaderId: '',
-        memberId: request.memberId,
-        members: [],
-      });
+    const failure = (errorCode: number): JoinResult => ({
+      errorCode,
+      generation: -1,
+      protocol: '',
+      leaderId: '',
+      memberId: request.memberId,
+      members: [],
+    });
+    const fail = (errorCode: number) => reply(failure(errorCode));
     if (request.groupId === '') {
       fail(ErrorCode.INVALID_GROUP_ID);
       return;
     }
     const group = this.state.group(request.groupId);
-    if (request.memberId !== '' && !group.members.has(request.memberId)) {
+    const runtime = this.runtime(group);
+    if (request.memberId === '' && request.requireKnownMemberId) {
+      // KIP-394: the member id comes back first, so a client that retries its first join
+      // cannot leave orphan members behind; the join with that id is the real one.
+      const memberId = `${clientId}-${randomUUID()}`;
+      const timer = setTimeout(() => runtime.pendingMembers.delete(memberId), request.sessionTimeout);
+      timer.unref();
+      runtime.pendingMembers.set(memberId, timer);
+      reply({ ...failure(ErrorCode.MEMBER_ID_REQUIRED), memberId });
+      return;
+    }
+    const pending = runtime.pendingMembers.get(request.memberId);
+    if (request.memberId !== '' && !group.members.has(request.memberId) && !pending) {
       fail(ErrorCode.UNKNOWN_MEMBER_ID);
       return;
     }
@@ -114,6 +131,8 @@ export class GroupCoordinator {
     }
 
     const memberId = request.memberId === '' ? `${clientId}-${randomUUID()}` : request.memberId;
+    if (pending) clearTimeout(pending);
+    runtime.pendingMembers.delete(memberId);
     const existing = group.members.get(memberId);
     const member: Member = {
       memberId,
@@ -126,7 +145,6 @@ export class GroupCoordinator {
     };
     group.members.set(memberId, member);
     group.protocolType = request.protocolType;
-    const runtime = this.runtime(group);
     runtime.heldJoins.set(memberId, reply);
     this.touch(group, memberId);
     if (group.phase !== 'PreparingRebalance') {
@@ -216,6 +234,7 @@ export class GroupCoordinator {
     for (const runtime of this.runtimes.values()) {
       if (runtime.rebalanceTimer) clearTimeout(runtime.rebalanceTimer);
       for (const timer of runtime.sessionTimers.values()) clearTimeout(timer);
+      for (const timer of runtime.pendingMembers.values()) clearTimeout(timer);
     }
     this.runtimes.clear();
   }

@@ -1,6 +1,7 @@
 /**
  * `@tributary/kafka-bridge/testing`: a single-node, in-memory Kafka-protocol broker that real
- * kafkajs 2.2.4 clients talk to over loopback, for tests where no Kafka is available.
+ * clients (kafkajs 2.2.4, @platformatic/kafka, librdkafka) talk to over loopback, for tests
+ * where no Kafka is available.
  */
 export {
   startTestBroker,

@@ -143,6 +143,7 @@ describe('test broker: consumer groups', () => {
           memberId: '',
           protocolType: 'consumer',
           protocols: [{ name: 'range', metadata: Buffer.alloc(0) }],
+          requireKnownMemberId: false,
         },
         'client',
         '127.0.0.1',
