@@ -53,6 +53,8 @@ export class StreamSession {
   #onClientError: (() => void) | undefined;
   /** The connect in flight, shared by every caller that finds no client (see connect()). */
   #connecting: Promise<void> | undefined;
+  /** The work queued on the client, run one after another (see serially()). */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(pool: pg.Pool, schema: string, stream: string, target: TargetTable | null, lock: StreamLock) {
     this.#pool = pool;
@@ -68,6 +70,17 @@ export class StreamSession {
    * once; two connects would leave one client checked out for good, and `pool.end()` then waits
    * forever (a process that never exits).
    */
+  /**
+   * Runs `work` once the client's earlier work has finished. A client runs one query at a time,
+   * and handing it a query while one runs is deprecated (gone in pg 9); a Kafka subscriber reads
+   * a checkpoint from its fetch and its idle check at once, and between the batches of a write.
+   */
+  serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(work, work);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
   connect(): Promise<void> {
     this.#connecting ??= this.#openClient().finally(() => {
       this.#connecting = undefined;

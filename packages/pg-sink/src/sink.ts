@@ -109,11 +109,13 @@ class PgSinkImpl implements PgSink {
 
   async checkpoint(stream: string): Promise<Position | null> {
     const session = await this.#session(stream);
-    // A failed unit may have dropped the connection (and lock): take them again, as a
-    // pipeline() retry resumes from here.
-    if (!session.client) await session.connect();
     try {
-      return await readPosition(session.client!, this.schema, stream);
+      return await session.serially(async () => {
+        // A failed unit may have dropped the connection (and lock): take them again, as a
+        // pipeline() retry resumes from here.
+        if (!session.client) await session.connect();
+        return readPosition(session.client!, this.schema, stream);
+      });
     } catch (error) {
       if ((error as { code?: string }).code === '42P01') {
         throw new TributaryError(
@@ -128,7 +130,7 @@ class PgSinkImpl implements PgSink {
 
   async write(batch: Batch<Row>): Promise<WriteResult> {
     const session = await this.#session(batch.stream);
-    const written = this.#writer.write(session, batch);
+    const written = session.serially(() => this.#writer.write(session, batch));
     session.busy = written.catch(() => undefined);
     return written;
   }
@@ -140,7 +142,7 @@ class PgSinkImpl implements PgSink {
       if (stream !== undefined && session.stream !== stream) continue;
       await session.busy;
       const unit = session.unit ?? session.failed;
-      if (session.unit) await session.discardTransaction(error);
+      if (session.unit) await session.serially(() => session.discardTransaction(error));
       session.unit = undefined;
       session.failed = undefined;
       if (!unit) continue;
@@ -177,7 +179,7 @@ class PgSinkImpl implements PgSink {
       session.released = true;
       await session.ready?.catch(() => undefined);
       await session.busy;
-      await session.releaseClient();
+      await session.serially(() => session.releaseClient());
     }
   }
 

@@ -62,7 +62,7 @@ describe('fencing (meta.fence.after)', () => {
   // Regression (CI, 2026-12-02): a fenced member's session had lost its connection; the
   // subscriber's fetch and idle check then read the checkpoint at once, each connected, one
   // client stayed checked out, and the process hung in pool.end() after its work was done.
-  it('after a fenced write, concurrent checkpoint reads share one connection; close() returns it', async () => {
+  it('after a fenced write, concurrent checkpoint reads share one connection, one query at a time; close() returns it', async () => {
     const table = randomName('fence');
     const stream = `kafka/g/${table}/0`; // the first test's stream has a stored position
     const pool = new pg.Pool({ connectionString: db.url, max: 10 });
@@ -74,8 +74,16 @@ describe('fencing (meta.fence.after)', () => {
         .write(fileBatch(stream, 't/0/0-1', [{ id: '1', v: 'stale' }], { fence: { after: null } }, at('1')))
         .catch((e: unknown) => e);
       expect(stale).toMatchObject({ code: 'FENCED' });
+      // One query at a time on the session's client: pg warns (and pg 9 throws) otherwise.
+      const warnings: string[] = [];
+      const onWarning = (warning: Error) => warnings.push(warning.message);
+      process.on('warning', onWarning);
       const reads = await Promise.all([b.checkpoint(stream), b.checkpoint(stream), b.checkpoint(stream)]);
+      // Warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      process.off('warning', onWarning);
       expect(reads).toEqual([at('1'), at('1'), at('1')]);
+      expect(warnings.filter((w) => w.includes('already executing a query'))).toEqual([]);
       await b.close();
       expect(pool.totalCount - pool.idleCount).toBe(0); // nothing left checked out
     } finally {
