@@ -6,6 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { optionsTable, withOptionsTable } from '@tributary/core/options';
 import { archiveOptionsSchema, publishOptionsSchema, subscribeOptionsSchema } from '@tributary/kafka-bridge';
+import { s3FileTargetOptionsSchema, s3SourceOptionsSchema } from '@tributary/s3-source';
 
 const root = join(import.meta.dirname, '..');
 const readmes = [
@@ -16,6 +17,10 @@ const readmes = [
       subscribe: subscribeOptionsSchema,
       archive: archiveOptionsSchema,
     },
+  },
+  {
+    path: join(root, 'packages', 's3-source', 'README.md'),
+    tables: { s3Source: s3SourceOptionsSchema, s3FileTarget: s3FileTargetOptionsSchema },
   },
 ];
 

@@ -33,21 +33,16 @@ export {
 } from './keys.js';
 export { type ListedObject, type ListKeysOptions, type ListResult, listKeys, normalizeEtag } from './list.js';
 export {
-  type ColumnCheck,
-  type CommitGranularity,
   DEFAULT_BATCH_BYTES,
   DEFAULT_BATCH_ROWS,
   DEFAULT_RETRY,
-  type EtagChangedPolicy,
-  type LateFilePolicy,
-  type Layout,
-  type OnErrorPolicy,
   type ResolvedOptions,
-  type ResolvedStream,
   type RetryOptions,
   resolveOptions,
+  type S3FileTargetOptions,
   type S3SourceOptions,
-  type StreamDefinition,
+  s3FileTargetOptionsSchema,
+  s3SourceOptionsSchema,
   type WatchOptions,
 } from './options.js';
 export {
@@ -69,9 +64,19 @@ export { checkColumns, type FileChunk, type ReadFileOptions, readFileBatches } f
 export { withRetry } from './retry.js';
 export { type PlanContext, type S3Source, s3Source } from './source.js';
 export {
+  type ColumnCheck,
+  type CommitGranularity,
+  type EtagChangedPolicy,
+  type LateFilePolicy,
+  type Layout,
+  type OnErrorPolicy,
+  type ResolvedStream,
+  type StreamDefinition,
+  streamDefinitionSchema,
+} from './stream-options.js';
+export {
   type FileUnit,
   type S3FileTarget,
-  type S3FileTargetOptions,
   s3FileTarget,
   type WrittenFile,
 } from './write.js';

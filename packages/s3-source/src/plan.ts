@@ -2,7 +2,7 @@ import type { ExportKind, LoadRecord, LoadStatus, Position } from '@tributary/co
 import { TributaryError } from '@tributary/core';
 import { baseName, type KeyPattern, parseKeyTime, qlikLoadNumber } from './keys.js';
 import type { ListedObject } from './list.js';
-import type { EtagChangedPolicy, LateFilePolicy, Layout } from './options.js';
+import type { EtagChangedPolicy, LateFilePolicy, Layout } from './stream-options.js';
 
 /** A file the plan will read (or has found late, changed, or left to archive). */
 export interface PlannedFile {

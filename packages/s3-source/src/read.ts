@@ -10,8 +10,9 @@ import { type CsvError, parse } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
 import type { DataFormat } from './keys.js';
 import { normalizeEtag } from './list.js';
-import type { ColumnCheck, RetryOptions } from './options.js';
+import type { RetryOptions } from './options.js';
 import { CsvSplitter, IrregularCsv, pieceEndLine, pieceLine, type RawPiece } from './raw.js';
+import type { ColumnCheck } from './stream-options.js';
 
 export interface ReadFileOptions {
   client: S3Client;

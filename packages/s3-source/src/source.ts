@@ -15,7 +15,7 @@ import { faultPoint, isAbortError, TributaryError, toTributaryError, withStream 
 import { archivedCopyMatches, archiveFile } from './archive.js';
 import { archiveKey, formatOfKey } from './keys.js';
 import { listKeys } from './list.js';
-import { type ResolvedStream, resolveOptions, type S3SourceOptions } from './options.js';
+import { resolveOptions, type S3SourceOptions } from './options.js';
 import {
   type ArchiveTask,
   maxWatermark,
@@ -30,6 +30,7 @@ import {
 } from './plan.js';
 import { readFileBatches } from './read.js';
 import { withRetry } from './retry.js';
+import type { ResolvedStream } from './stream-options.js';
 
 /** What planning needs to know about committed state; both optional (a dry run may have neither). */
 export interface PlanContext {
