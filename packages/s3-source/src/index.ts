@@ -5,6 +5,7 @@ export {
   archiveFile,
   sameObject,
 } from './archive.js';
+export { checkColumns } from './columns.js';
 export {
   archiveKey,
   type BuiltInKeyPattern,
@@ -60,7 +61,7 @@ export {
   toS3Position,
   type Watermark,
 } from './plan.js';
-export { checkColumns, type FileChunk, type ReadFileOptions, readFileBatches } from './read.js';
+export { type FileChunk, type ReadFileOptions, readFileBatches } from './read.js';
 export { withRetry } from './retry.js';
 export { type PlanContext, type S3Source, s3Source } from './source.js';
 export {

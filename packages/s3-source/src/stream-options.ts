@@ -18,6 +18,7 @@ import { flag, folder, got, nonEmptyString, oneOf } from './option-values.js';
  * defaults that depend on other fields (folders, key pattern, column check) filled in.
  */
 
+/** How a file's header is checked against `columns` (see `StreamDefinition.columnCheck`). */
 export type ColumnCheck = 'exact' | 'subset' | 'any';
 export type Layout = 'changes' | 'qlik' | 'unordered';
 export type LateFilePolicy = 'error' | 'apply' | 'skip';
