@@ -61,9 +61,10 @@ export {
   toS3Position,
   type Watermark,
 } from './plan.js';
+export type { PlanContext } from './planning.js';
 export { type FileChunk, type ReadFileOptions, readFileBatches } from './read.js';
 export { withRetry } from './retry.js';
-export { type PlanContext, type S3Source, s3Source } from './source.js';
+export { type S3Source, s3Source } from './source.js';
 export {
   type ColumnCheck,
   type CommitGranularity,
