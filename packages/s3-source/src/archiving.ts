@@ -2,7 +2,8 @@ import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import type { Batch, Row, WriteResult } from '@tributary/core';
 import { archiveFile } from './archive.js';
 import { archiveKey } from './keys.js';
-import { type ArchiveTask, toS3Position } from './plan.js';
+import type { ArchiveTask } from './plan.js';
+import { toS3Position } from './position.js';
 import type { SourceRuntime } from './runtime.js';
 import type { ResolvedStream } from './stream-options.js';
 

@@ -1,7 +1,8 @@
 import type { Batch, Position, Row } from '@tributary/core';
 import { TributaryError } from '@tributary/core';
 import { formatOfKey } from './keys.js';
-import { maxWatermark, type PlannedFile, type Watermark } from './plan.js';
+import { maxWatermark, type Watermark } from './order.js';
+import type { PlannedFile } from './plan.js';
 import { readFileBatches } from './read.js';
 import type { SourceRuntime } from './runtime.js';
 import type { ResolvedStream } from './stream-options.js';

@@ -51,17 +51,18 @@ export {
   maxWatermark,
   type OrderedObject,
   orderOf,
+  type Watermark,
+} from './order.js';
+export {
   type PendingPlan,
   type PlanInput,
   type PlannedFile,
   planPendingFiles,
   planReplay,
-  type S3Position,
   type StreamPlan,
-  toS3Position,
-  type Watermark,
 } from './plan.js';
 export type { PlanContext } from './planning.js';
+export { type S3Position, toS3Position } from './position.js';
 export { type FileChunk, type ReadFileOptions, readFileBatches } from './read.js';
 export { withRetry } from './retry.js';
 export { type S3Source, s3Source } from './source.js';

@@ -3,13 +3,8 @@ import { faultPoint, isAbortError, TributaryError, toTributaryError } from '@tri
 import { archivedCopyMatches } from './archive.js';
 import { archiveKey } from './keys.js';
 import { listKeys } from './list.js';
-import {
-  type OrderedObject,
-  type PendingPlan,
-  planPendingFiles,
-  planReplay,
-  type StreamPlan,
-} from './plan.js';
+import type { OrderedObject } from './order.js';
+import { type PendingPlan, planPendingFiles, planReplay, type StreamPlan } from './plan.js';
 import type { SourceRuntime } from './runtime.js';
 import type { ResolvedStream } from './stream-options.js';
 
