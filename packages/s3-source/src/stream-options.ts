@@ -126,7 +126,9 @@ const streamFields = z.strictObject({
     .superRefine((value, ctx) => {
       if (!maxRejectedLimit(value)) ctx.addIssue({ code: 'custom', message: MAX_REJECTED_MESSAGE });
     })
-    .meta({ type: 'integer | string' }) // the table's type column takes one name, not zod's list
+    // Without it zod merges the union into `type: ['number', 'string']`, which core's table
+    // renderer cannot print; with it the union stays an anyOf (shown as `number | string`).
+    .meta({ type: 'number | string' })
     .optional()
     .describe(
       "`skip-row` only: more rejected rows in one file than this — a count (`100`) or a percentage of its rows (`'1%'`) — and the file fails as under `abort` (`REJECT_LIMIT`, naming it); default no limit",
