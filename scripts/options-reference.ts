@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { optionsTable, withOptionsTable } from '@tributary/core/options';
 import { archiveOptionsSchema, publishOptionsSchema, subscribeOptionsSchema } from '@tributary/kafka-bridge';
 import { pgSinkOptionsSchema, targetTableSchema } from '@tributary/pg-sink';
+import { s3FileTargetOptionsSchema, s3SourceOptionsSchema } from '@tributary/s3-source';
 
 const root = join(import.meta.dirname, '..');
 const readmes = [
@@ -21,6 +22,10 @@ const readmes = [
   {
     path: join(root, 'packages', 'pg-sink', 'README.md'),
     tables: { pgSink: pgSinkOptionsSchema, target: targetTableSchema },
+  },
+  {
+    path: join(root, 'packages', 's3-source', 'README.md'),
+    tables: { s3Source: s3SourceOptionsSchema, s3FileTarget: s3FileTargetOptionsSchema },
   },
 ];
 

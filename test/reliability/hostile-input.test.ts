@@ -150,7 +150,7 @@ describe.concurrent('hostile and broken input', () => {
       );
     });
 
-    // KNOWN BUG (packages/s3-source/src/read.ts, left to the engineer who owns that file): bytes
+    // KNOWN BUG (packages/s3-source/src/rows.ts, left to the engineer who owns that file): bytes
     // that are not UTF-8 are decoded with U+FFFD replacement characters and the row is applied
     // silently, instead of failing with file:line:column. `.fails` keeps the suite green while
     // the bug stands and turns red the day it is fixed: then drop `.fails`.

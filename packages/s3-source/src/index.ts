@@ -5,6 +5,7 @@ export {
   archiveFile,
   sameObject,
 } from './archive.js';
+export { checkColumns } from './columns.js';
 export {
   archiveKey,
   type BuiltInKeyPattern,
@@ -33,21 +34,16 @@ export {
 } from './keys.js';
 export { type ListedObject, type ListKeysOptions, type ListResult, listKeys, normalizeEtag } from './list.js';
 export {
-  type ColumnCheck,
-  type CommitGranularity,
   DEFAULT_BATCH_BYTES,
   DEFAULT_BATCH_ROWS,
   DEFAULT_RETRY,
-  type EtagChangedPolicy,
-  type LateFilePolicy,
-  type Layout,
-  type OnErrorPolicy,
   type ResolvedOptions,
-  type ResolvedStream,
   type RetryOptions,
   resolveOptions,
+  type S3FileTargetOptions,
   type S3SourceOptions,
-  type StreamDefinition,
+  s3FileTargetOptionsSchema,
+  s3SourceOptionsSchema,
   type WatchOptions,
 } from './options.js';
 export {
@@ -55,23 +51,35 @@ export {
   maxWatermark,
   type OrderedObject,
   orderOf,
+  type Watermark,
+} from './order.js';
+export {
   type PendingPlan,
   type PlanInput,
   type PlannedFile,
   planPendingFiles,
   planReplay,
-  type S3Position,
   type StreamPlan,
-  toS3Position,
-  type Watermark,
 } from './plan.js';
-export { checkColumns, type FileChunk, type ReadFileOptions, readFileBatches } from './read.js';
+export type { PlanContext } from './planning.js';
+export { type S3Position, toS3Position } from './position.js';
+export { type FileChunk, type ReadFileOptions, readFileBatches } from './read.js';
 export { withRetry } from './retry.js';
-export { type PlanContext, type S3Source, s3Source } from './source.js';
+export { type S3Source, s3Source } from './source.js';
+export {
+  type ColumnCheck,
+  type CommitGranularity,
+  type EtagChangedPolicy,
+  type LateFilePolicy,
+  type Layout,
+  type OnErrorPolicy,
+  type ResolvedStream,
+  type StreamDefinition,
+  streamDefinitionSchema,
+} from './stream-options.js';
 export {
   type FileUnit,
   type S3FileTarget,
-  type S3FileTargetOptions,
   s3FileTarget,
   type WrittenFile,
 } from './write.js';

@@ -1,8 +1,17 @@
 import type { ExportKind, LoadRecord, LoadStatus, Position } from '@tributary/core';
 import { TributaryError } from '@tributary/core';
-import { baseName, type KeyPattern, parseKeyTime, qlikLoadNumber } from './keys.js';
-import type { ListedObject } from './list.js';
-import type { EtagChangedPolicy, LateFilePolicy, Layout } from './options.js';
+import { baseName, type KeyPattern, qlikLoadNumber } from './keys.js';
+import {
+  compareOrder,
+  type KeyOrderOptions,
+  type OrderedObject,
+  type OrderKey,
+  orderOf,
+  type Watermark,
+  watermarkOrder,
+} from './order.js';
+import { toS3Position } from './position.js';
+import type { EtagChangedPolicy, LateFilePolicy } from './stream-options.js';
 
 /** A file the plan will read (or has found late, changed, or left to archive). */
 export interface PlannedFile {
@@ -33,11 +42,6 @@ export interface Reload {
   superseded: string[];
 }
 
-export interface Watermark {
-  key: string;
-  time: string;
-}
-
 export interface StreamPlan {
   stream: string;
   /** The newest file applied so far, or null on a fresh stream. */
@@ -58,112 +62,6 @@ export interface StreamPlan {
   error?: string;
   /** A Qlik reload in this plan (`layout: 'qlik'`). */
   reload?: Reload;
-}
-
-/** The S3 source's position: where to resume, and the watermark it carries. */
-export type S3Position = {
-  key: string;
-  etag: string;
-  /** Data records of `key` consumed up to and including the committed batch. */
-  row: number;
-  /** The file is complete. */
-  done: boolean;
-  kind?: ExportKind;
-  /**
-   * The newest file applied so far. Carried in the position because an applied late file must
-   * never move it back (a position's own key may be older than the watermark).
-   */
-  watermark?: Watermark | null;
-  /** Set on the empty commit batch of a late file skipped under `lateFiles: 'skip'`. */
-  late?: 'skipped';
-};
-
-/** Reads an S3 position from an opaque checkpoint; null when it is not one of ours. */
-export function toS3Position(position: Position | null | undefined): S3Position | null {
-  if (!position || typeof position['key'] !== 'string') return null;
-  const watermark = position['watermark'];
-  const w =
-    watermark && typeof watermark === 'object' && !Array.isArray(watermark)
-      ? (watermark as Record<string, unknown>)
-      : undefined;
-  return {
-    key: position['key'],
-    etag: typeof position['etag'] === 'string' ? position['etag'] : '',
-    row: typeof position['row'] === 'number' ? position['row'] : 0,
-    done: position['done'] !== false,
-    ...(position['kind'] === 'baseline' || position['kind'] === 'delta' ? { kind: position['kind'] } : {}),
-    ...(w && typeof w['key'] === 'string' && typeof w['time'] === 'string'
-      ? { watermark: { key: w['key'], time: w['time'] } }
-      : watermark === null
-        ? { watermark: null }
-        : {}),
-  };
-}
-
-/** A candidate file with its place in the apply order. */
-export interface OrderedObject extends ListedObject {
-  role: 'baseline' | 'changes';
-}
-
-/** Sort key of a file: (time, LOAD number, key). Ties break by key, never by upload time. */
-interface OrderKey {
-  timeMs: number;
-  seq: number;
-  key: string;
-}
-
-export function compareOrder(a: OrderKey, b: OrderKey): number {
-  if (a.timeMs !== b.timeMs) return a.timeMs - b.timeMs;
-  if (a.seq !== b.seq) return a.seq - b.seq;
-  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-}
-
-export interface KeyOrderOptions {
-  keyPattern: KeyPattern;
-  timeZone: string;
-  layout: Layout;
-}
-
-/**
- * Where a key sorts in its stream, or undefined for a bad key. Qlik `LOADnnn` files sort at the
- * epoch by number: every baseline is applied before any change-table file (invariant 1).
- * `unordered` files (names without a time) sort by the object's LastModified, then key: the
- * weaker guarantee a name without time allows.
- */
-export function orderOf(
-  key: string,
-  role: 'baseline' | 'changes',
-  options: KeyOrderOptions,
-  lastModified?: Date,
-): (OrderKey & { resolution: string }) | undefined {
-  if (options.layout === 'unordered') {
-    if (!lastModified) return undefined;
-    return { timeMs: lastModified.getTime(), seq: 0, key, resolution: 'exact' };
-  }
-  if (options.layout === 'qlik' && role === 'baseline') {
-    const seq = qlikLoadNumber(key);
-    return seq === undefined ? undefined : { timeMs: 0, seq, key, resolution: 'exact' };
-  }
-  const parsed = parseKeyTime(key, options.keyPattern, options.timeZone);
-  if (!parsed) return undefined;
-  return { timeMs: parsed.time.getTime(), seq: 0, key, resolution: parsed.resolution };
-}
-
-/** The order key of a watermark (its key decides ties and the LOAD number). */
-function watermarkOrder(watermark: Watermark): OrderKey {
-  const seq = qlikLoadNumber(watermark.key);
-  const timeMs = Date.parse(watermark.time);
-  return { timeMs, seq: seq !== undefined && timeMs === 0 ? seq : 0, key: watermark.key };
-}
-
-/** The later of two watermarks. */
-export function maxWatermark(
-  a: Watermark | null | undefined,
-  b: Watermark | null | undefined,
-): Watermark | null {
-  if (!a) return b ?? null;
-  if (!b) return a;
-  return compareOrder(watermarkOrder(a), watermarkOrder(b)) >= 0 ? a : b;
 }
 
 /**

@@ -1,32 +1,15 @@
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { TributaryError } from '@tributary/core';
-import { type BuiltInKeyPattern, formatKeyTime, isValidTimeZone, KeyPatterns, parseKeyTime } from './keys.js';
+import { formatKeyTime, parseKeyTime } from './keys.js';
+import { resolveS3FileTargetOptions, type S3FileTargetOptions } from './options.js';
 
 /**
  * The write direction of the S3 package: one CSV file per extract unit, at a timestamped key the
  * S3 source reads back in order (seed 001 §4 Phase B: `{YYYYMMDD_HHMM}_{TZ}.csv`).
  */
-export interface S3FileTargetOptions {
-  client: S3Client;
-  bucket: string;
-  /** Folder of the files, e.g. `dwh/exports/trips/` (a trailing `/` is added when missing). */
-  prefix: string;
-  /** How a file name encodes its unit's time; default the manual's `YYYYMMDD_HHMM_<TZ>`. */
-  keyPattern?: BuiltInKeyPattern;
-  /** IANA zone the time in names is written in; default `UTC`. */
-  timeZone?: string;
-  /** Gzip the file (`.csv.gz`); default false. */
-  gzip?: boolean;
-  /** Multipart part size in bytes (min 5 MiB); default 8 MiB. */
-  partSize?: number;
-  /** Parts uploaded at once; default 4. */
-  queueSize?: number;
-}
-
 /** One file to write: its key and the instant its name stands for. */
 export interface FileUnit {
   key: string;
@@ -54,30 +37,14 @@ export interface S3FileTarget {
   write(key: string, body: Readable, signal?: AbortSignal): Promise<WrittenFile>;
 }
 
-const MIN_PART_SIZE = 5 * 1024 * 1024;
-
-function invalid(message: string): TributaryError {
-  return new TributaryError('INVALID_OPTIONS', `s3FileTarget: ${message}`);
-}
-
 export function s3FileTarget(options: S3FileTargetOptions): S3FileTarget {
-  const keyPattern = options.keyPattern ?? 'YYYYMMDD_HHMM_<TZ>';
-  const timeZone = options.timeZone ?? 'UTC';
-  const partSize = options.partSize ?? 8 * 1024 * 1024;
-  if (!options.bucket) throw invalid('bucket is required');
-  if (!options.prefix || options.prefix.startsWith('/')) {
-    throw invalid(
-      `prefix ${JSON.stringify(options.prefix)} must be a non-empty key prefix without a leading /`,
-    );
-  }
-  if (!KeyPatterns.includes(keyPattern)) throw invalid(`keyPattern must be one of ${KeyPatterns.join(', ')}`);
-  if (!isValidTimeZone(timeZone)) throw invalid(`timeZone ${JSON.stringify(timeZone)} is not an IANA zone`);
-  if (!Number.isInteger(partSize) || partSize < MIN_PART_SIZE) throw invalid('partSize must be >= 5 MiB');
-  const prefix = options.prefix.endsWith('/') ? options.prefix : `${options.prefix}/`;
-  const suffix = options.gzip ? '.csv.gz' : '.csv';
+  const resolved = resolveS3FileTargetOptions(options);
+  const { keyPattern, timeZone, partSize } = resolved;
+  const prefix = resolved.prefix.endsWith('/') ? resolved.prefix : `${resolved.prefix}/`;
+  const suffix = resolved.gzip ? '.csv.gz' : '.csv';
   return {
-    location: `s3://${options.bucket}/${prefix}`,
-    bucket: options.bucket,
+    location: `s3://${resolved.bucket}/${prefix}`,
+    bucket: resolved.bucket,
     unitFor(time) {
       const key = `${prefix}${formatKeyTime(time, keyPattern, timeZone)}${suffix}`;
       // The name's own instant: what a reader derives from it, and the unit's closed bound.
@@ -95,19 +62,19 @@ export function s3FileTarget(options: S3FileTargetOptions): S3FileTarget {
         },
       });
       const out = new PassThrough();
-      const feeding = options.gzip
+      const feeding = resolved.gzip
         ? pipeline(body, createGzip(), counter, out)
         : pipeline(body, counter, out);
       const upload = new Upload({
-        client: options.client,
+        client: resolved.client,
         params: {
-          Bucket: options.bucket,
+          Bucket: resolved.bucket,
           Key: key,
           Body: out,
-          ContentType: options.gzip ? 'application/gzip' : 'text/csv',
+          ContentType: resolved.gzip ? 'application/gzip' : 'text/csv',
         },
         partSize,
-        queueSize: options.queueSize ?? 4,
+        queueSize: resolved.queueSize,
         // A failed multipart upload is aborted: no half object ever becomes visible.
         leavePartsOnError: false,
       });

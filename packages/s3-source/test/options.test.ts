@@ -1,7 +1,17 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { TributaryError } from '@tributary/core';
+import { optionsTable, withOptionsTable } from '@tributary/core/options';
 import { describe, expect, it } from 'vitest';
-import { resolveOptions, type S3SourceOptions, type StreamDefinition, s3Source } from '../src/index.js';
+import {
+  resolveOptions,
+  type S3SourceOptions,
+  type StreamDefinition,
+  s3FileTargetOptionsSchema,
+  s3Source,
+  s3SourceOptionsSchema,
+} from '../src/index.js';
 
 const client = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
 const stream: StreamDefinition = {
@@ -27,6 +37,19 @@ function invalid(
 }
 
 describe('options', () => {
+  it('the README tables are generated from the schemas (`pnpm docs:options`)', async () => {
+    const readme = await readFile(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    let expected = readme;
+    for (const [name, schema] of Object.entries({
+      s3Source: s3SourceOptionsSchema,
+      s3FileTarget: s3FileTargetOptionsSchema,
+    }))
+      expected = withOptionsTable(expected, name, optionsTable(schema));
+    // biome aligns the columns afterwards: compare cell contents, not padding.
+    const cells = (text: string) => text.replaceAll(/ *\| */g, '|').replaceAll(/\|-+/g, '|-');
+    expect(cells(readme)).toBe(cells(expected));
+  });
+
   it('fills every default', () => {
     const resolved = resolveOptions({ client, streams: [stream] });
     expect(resolved).toMatchObject({
@@ -63,16 +86,18 @@ describe('options', () => {
   it('names the option path of a bad option, before any I/O', () => {
     expect(invalid({}, { timeZone: 'Mars/Olympus' }).message).toMatch(/streams\[0\]\.timeZone/);
     expect(invalid({}, { keyPattern: 'YYYY' }).message).toMatch(/streams\[0\]\.keyPattern/);
-    expect(invalid({}, { keyPattern: undefined }).message).toMatch(/streams\[0\]\.keyPattern is required/);
+    expect(invalid({}, { keyPattern: undefined }).message).toMatch(/streams\[0\]\.keyPattern: is required/);
     expect(invalid({}, { prefix: 'no/slash' }).message).toMatch(/streams\[0\]\.prefix/);
     expect(invalid({}, { lateFiles: 'ignore' }).message).toMatch(/streams\[0\]\.lateFiles/);
-    expect(invalid({}, { columnCheck: 'subset' }).message).toMatch(/needs streams\[0\]\.columns/);
+    expect(invalid({}, { columnCheck: 'subset' }).message).toMatch(
+      /streams\[0\]\.columnCheck: 'subset' needs columns/,
+    );
     expect(invalid({}, { processedPrefix: 'automations/inc/changes/' }).message).toMatch(/processedPrefix/);
     expect(invalid({ batchRows: 0 }).message).toMatch(/batchRows/);
     expect(invalid({ watch: { intervalMs: 1000, jitter: 2 } }).message).toMatch(/watch\.jitter/);
     expect(invalid({ retry: { retries: -1 } }).message).toMatch(/retry\.retries/);
     expect(() =>
       s3Source({ client, streams: [stream, { ...stream, prefix: 'automations/crq/changes/' }] }),
-    ).toThrow(/streams\[1\]\.id "tickets\/inc" is used twice/);
+    ).toThrow(/streams\[1\]\.id: "tickets\/inc" is used twice/);
   });
 });

@@ -1,7 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { Utf8Validator } from '../src/read.js';
+import { Utf8Validator } from '../src/stages.js';
 
 async function validate(chunks: Buffer[]): Promise<{ ok: boolean; line?: number; offset?: number }> {
   let failure: { line: number; offset: number } | undefined;
