@@ -30,13 +30,30 @@ function builtAt(packageDir: string): number {
   }
 }
 
+/** The binaries and the entry each bundles (scripts/bundle-bin.mjs). */
+const BUNDLED = [
+  { dir: 'packages/cli', entry: 'tributary.js' },
+  { dir: 'examples/tickets', entry: 'cli.js' },
+];
+
+function bundledAt(packageDir: string, entry: string): number {
+  try {
+    return statSync(join(ROOT, packageDir, 'dist', 'bundle', entry)).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * Tests spawn the binaries users run: the built JavaScript, not the TypeScript sources. When a
  * package's sources are newer than its dist/ (an edit since the last build), rebuild first so a
  * test never passes or fails on stale code.
  */
 export function ensureBuilt(): void {
-  const stale = SOURCE_DIRS.some((dir) => newest(join(ROOT, dir, 'src')) > builtAt(dir));
+  const stale =
+    SOURCE_DIRS.some((dir) => newest(join(ROOT, dir, 'src')) > builtAt(dir)) ||
+    // The binaries run their bundle: one package rebuilt alone leaves it behind.
+    BUNDLED.some(({ dir, entry }) => bundledAt(dir, entry) < Math.max(...SOURCE_DIRS.map(builtAt)));
   if (!stale) return;
   execFileSync('pnpm', ['--silent', 'build'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
 }

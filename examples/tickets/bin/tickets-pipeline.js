@@ -4,7 +4,10 @@
 import { existsSync } from 'node:fs';
 import module from 'node:module';
 
-const cli = new URL('../dist/cli.js', import.meta.url);
+// The bundle (scripts/bundle-bin.mjs, built with dist/) loads in far fewer modules; dist/cli.js
+// is the same code unbundled.
+const bundle = new URL('../dist/bundle/cli.js', import.meta.url);
+const cli = existsSync(bundle) ? bundle : new URL('../dist/cli.js', import.meta.url);
 if (!existsSync(cli)) {
   process.stderr.write('tickets-pipeline: dist/cli.js is missing: run `pnpm build` first\n');
   process.exit(1);

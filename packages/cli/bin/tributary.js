@@ -4,7 +4,10 @@
 import { existsSync } from 'node:fs';
 import module from 'node:module';
 
-const cli = new URL('../dist/tributary.js', import.meta.url);
+// The bundle (scripts/bundle-bin.mjs, built with dist/) loads in far fewer modules; dist/tributary.js
+// is the same code unbundled.
+const bundle = new URL('../dist/bundle/tributary.js', import.meta.url);
+const cli = existsSync(bundle) ? bundle : new URL('../dist/tributary.js', import.meta.url);
 if (!existsSync(cli)) {
   process.stderr.write('tributary: dist/tributary.js is missing: run `pnpm build` first\n');
   process.exit(1);

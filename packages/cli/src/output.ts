@@ -1,6 +1,5 @@
-import { createRequire } from 'node:module';
 import { formatLocation, type PipelineEvent, TributaryError } from '@tributary/core';
-import type * as CliProgress from 'cli-progress';
+import cliProgress from 'cli-progress';
 import { pino } from 'pino';
 
 /** Logs go to stderr as JSON lines (stdout carries human output or the `--json` document). */
@@ -103,8 +102,6 @@ export function progressRenderer(logger: Logger, tty: boolean): ProgressRenderer
       stop() {},
     };
   }
-  // Loaded only on a TTY: a cron tick or a watcher logging JSON never pays for it.
-  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof CliProgress;
   const multibar = new cliProgress.MultiBar(
     {
       format: ' {bar} {percentage}% | {file} | {done} / {total_h} | {rows} rows | {rate}',
@@ -115,7 +112,7 @@ export function progressRenderer(logger: Logger, tty: boolean): ProgressRenderer
     },
     cliProgress.Presets.shades_classic,
   );
-  const bars = new Map<string, { bar: CliProgress.SingleBar; started: number; total: number }>();
+  const bars = new Map<string, { bar: cliProgress.SingleBar; started: number; total: number }>();
   return {
     onEvent(event) {
       if (event.type === 'unit-start') {

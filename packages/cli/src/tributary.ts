@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, reportCommandError, runCommand, statusCommand } from './commands.js';
 import { loadConfig } from './config.js';
@@ -209,7 +209,6 @@ program
       const ids = [...config.extracts.map((s) => s.id), ...config.streams.map((s) => s.id)];
       // The S3 source's own option checks too (still no I/O: nothing is listed or sent).
       const { s3Source } = await import('@tributary/s3-source');
-      const { S3Client } = await import('@aws-sdk/client-s3');
       const client = new S3Client({ region: 'us-east-1' });
       try {
         for (const spec of specs) s3Source({ client, streams: [spec.source], archive: false });

@@ -24,7 +24,11 @@ export interface RunOutcome {
   commits?: number;
 }
 
+// Set by scripts/bundle-bin.mjs in a bundled binary, where no package.json sits beside the code.
+declare const TRIBUTARY_PG_SINK_VERSION: string | undefined;
+
 const VERSION = (() => {
+  if (typeof TRIBUTARY_PG_SINK_VERSION === 'string') return TRIBUTARY_PG_SINK_VERSION;
   try {
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
       version?: string;
