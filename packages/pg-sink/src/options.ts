@@ -67,7 +67,7 @@ const writeModes = ['upsert', 'insert-ignore', 'history'] as const satisfies rea
  */
 export type SchemaDrift = 'fail' | 'evolve' | 'freeze-extra';
 
-export const columnSpecSchema = z.looseObject({
+export const columnSpecSchema = z.strictObject({
   name: nonEmpty().describe('column name'),
   type: typeName().describe(
     'a PostgreSQL type name: `text`, `integer`, `numeric(12,2)`, `timestamptz`, `date`, `boolean`…',
@@ -75,7 +75,7 @@ export const columnSpecSchema = z.looseObject({
 });
 export type ColumnSpec = z.input<typeof columnSpecSchema>;
 
-export const deleteSpecSchema = z.looseObject({
+export const deleteSpecSchema = z.strictObject({
   column: nonEmpty().describe('source column that carries the operation, e.g. Qlik `header__change_oper`'),
   values: z
     .array(z.string(), { error: 'must list at least one value' })
@@ -94,7 +94,7 @@ export type DeleteSpec = z.input<typeof deleteSpecSchema>;
  * Qlik Replicate change tables (`header__change_seq`, `header__change_oper`, `header__timestamp`,
  * then the table's columns). LOAD files, which have no `header__` columns, apply as plain upserts.
  */
-export const qlikTargetSchema = z.looseObject({
+export const qlikTargetSchema = z.strictObject({
   keepHeaders: z
     .boolean()
     .default(false)
@@ -121,7 +121,7 @@ export const QLIK_DEFAULT_VERSION_COLUMN = 'qlik_timestamp';
 
 /** Where one stream's rows go. */
 export const targetTableSchema = z
-  .looseObject({
+  .strictObject({
     schema: nonEmpty().describe("the target table's schema (any name: quoted)"),
     table: nonEmpty().describe('the target table (any name: quoted)'),
     key: z
@@ -274,7 +274,7 @@ const targetsSchema = instance<TargetResolver>(
   .meta({ type: 'map \\| function' });
 
 export const lockOptionsSchema = z
-  .looseObject({
+  .strictObject({
     enabled: z
       .boolean()
       .default(true)
@@ -285,7 +285,7 @@ export const lockOptionsSchema = z
       .union(
         [
           z.literal(false),
-          z.looseObject({ timeoutMs: z.number().int().min(1).describe('longest wait for the lock, in ms') }),
+          z.strictObject({ timeoutMs: z.number().int().min(1).describe('longest wait for the lock, in ms') }),
         ],
         {
           error: 'must be false or { timeoutMs: positive integer }',
@@ -307,7 +307,7 @@ export interface FaultHooks {
 }
 
 export const pgSinkOptionsSchema = z
-  .looseObject({
+  .strictObject({
     pool: instance<pg.Pool>(
       'pg.Pool',
       (v) => typeof v === 'object' && v !== null && typeof (v as pg.Pool).connect === 'function',

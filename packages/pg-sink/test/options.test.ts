@@ -54,6 +54,19 @@ describe('pgSink options', () => {
     );
   });
 
+  it('refuses unknown keys, so a misspelt option is not silently ignored', () => {
+    const target = { schema: 'a', table: 't', key: ['id'] };
+    expect(() => resolveOptions({ ...base, targets: {}, createTabel: false } as never)).toThrow(
+      /createTabel/,
+    );
+    expect(() =>
+      resolveOptions({ ...base, targets: { s: { ...target, verisonColumn: 'v' } as never } }),
+    ).toThrow(/targets\.s.*verisonColumn/);
+    expect(() => resolveOptions({ ...base, targets: {}, lock: { enabeld: false } as never })).toThrow(
+      /enabeld/,
+    );
+  });
+
   it('needs a pool or a connection string before any I/O', () => {
     const saved = process.env.DATABASE_URL;
     delete process.env.DATABASE_URL;
