@@ -77,7 +77,8 @@ export function parseConfig(
   const { loads, extracts, loadIndex } = splitStreams(expanded);
   // Only extract streams: the load streams may then be none.
   const schema = extracts.length ? configSchema.extend({ streams: z.array(streamSchema) }) : configSchema;
-  const parsed = schema.safeParse(loads);
+  // Parsed once per process: compiling zod's fast path would cost more than it saves.
+  const parsed = schema.safeParse(loads, { jitless: true });
   // A value left empty by a missing variable is already reported: not twice.
   const reported = new Set(problems.map((p) => p.path));
   const report = (path: PropertyKey[], message: string) => {
@@ -94,7 +95,7 @@ export function parseConfig(
   }
   const parsedExtracts: ExtractStreamConfig[] = [];
   for (const { index, entry } of extracts) {
-    const one = extractStreamSchema.safeParse(entry);
+    const one = extractStreamSchema.safeParse(entry, { jitless: true });
     if (one.success) parsedExtracts.push(one.data);
     else for (const issue of one.error.issues) report(['streams', index, ...issue.path], issue.message);
   }

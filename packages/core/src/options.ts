@@ -32,7 +32,8 @@ export function optionsResolver<S extends z.ZodType>(
   schema: S,
 ): (input: unknown) => z.output<S> {
   return (input) => {
-    const parsed = schema.safeParse(input);
+    // Options are parsed once per stage: compiling zod's fast path would cost more than it saves.
+    const parsed = schema.safeParse(input, { jitless: true });
     if (parsed.success) return parsed.data;
     const problems = parsed.error.issues.map((issue) => {
       const where = pathText(issue.path);

@@ -266,7 +266,7 @@ const targetsSchema = instance<TargetResolver>(
     if (typeof targets === 'function') return;
     for (const [stream, target] of Object.entries(targets)) {
       if (target === null) continue;
-      const parsed = targetTableSchema.safeParse(target);
+      const parsed = targetTableSchema.safeParse(target, { jitless: true });
       for (const issue of parsed.error?.issues ?? [])
         ctx.addIssue({ code: 'custom', path: [stream, ...issue.path], message: issue.message });
     }
