@@ -12,7 +12,7 @@ import {
   type World,
   world,
 } from '../support/reliability.js';
-import { diffAgainstOracle, listAll } from '../support/tickets.js';
+import { diffAgainstOracle, listAll, publishedMessages } from '../support/tickets.js';
 
 /**
  * Crashes (issue 7): the binary SIGKILLs itself at each named fault point
@@ -173,10 +173,7 @@ describe.concurrent('crashes', () => {
         `SELECT stream, source, rows_read FROM tributary.loads WHERE stream LIKE 'kafka/%' AND status IN ('loaded', 'archived')`,
       );
       const read = loads.rows.reduce((n, r) => n + Number(r.rows_read), 0);
-      const messages = w.files
-        .filter((f) => f.dataset === 'inc' && (f.kind === 'baseline' || f.kind === 'delta'))
-        .reduce((n, f) => n + f.rowCount, 0);
-      expect(read).toBe(messages);
+      expect(read).toBe(publishedMessages(w.files, 'inc'));
     });
 
     it('kafka:publisher-after-send — sent, checkpoint not moved: re-sent, table still exact', async () => {

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CliResult, collect, runCli, startCli } from '../support/cli.js';
 import { pollUntil, type World, world } from '../support/reliability.js';
-import { diffAgainstOracle } from '../support/tickets.js';
+import { diffAgainstOracle, publishedMessages } from '../support/tickets.js';
 
 /**
  * Kafka faults (issue 7) on a broker of this file's own (the global one is shared): a broker
@@ -41,11 +41,8 @@ const subscribe = (broker: TestBroker, topic: string, group = 'loader') => [
   '--json',
 ];
 
-/** Rows of all inc change files: the number of messages publish sends. */
-const messagesOf = (w: World) =>
-  w.files
-    .filter((f) => f.dataset === 'inc' && (f.kind === 'baseline' || f.kind === 'delta'))
-    .reduce((n, f) => n + f.rowCount, 0);
+/** The number of messages publish sends: the inc files' rows but the export's sentinel. */
+const messagesOf = (w: World) => publishedMessages(w.files, 'inc');
 
 /** Exact table, and every message applied once: the load log's ranges add up to the topic. */
 async function expectExactlyOnce(w: World): Promise<void> {

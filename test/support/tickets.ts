@@ -1,6 +1,12 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { changeFiles, type Dataset, expectedTable, type GeneratedFile } from '@tributary/example-tickets';
+import {
+  changeFiles,
+  type Dataset,
+  expectedTable,
+  type GeneratedFile,
+  SENTINEL_PREFIX,
+} from '@tributary/example-tickets';
 import type pg from 'pg';
 
 /** Every key under a prefix (paginated). */
@@ -59,4 +65,17 @@ export async function diffAgainstOracle(
   }
   for (const id of expected.rows.keys()) if (!seen.has(id)) problems.push(`missing row ${id}`);
   return problems.slice(0, 20);
+}
+
+/**
+ * The messages `publish` sends for a dataset: every row of its change files but the export's
+ * `EXPORT STOPPED…` sentinel, which is not a row and is not published.
+ */
+export function publishedMessages(files: readonly GeneratedFile[], dataset: Dataset): number {
+  let messages = 0;
+  for (const file of files) {
+    if (file.dataset !== dataset || (file.kind !== 'baseline' && file.kind !== 'delta')) continue;
+    for (const row of file.rows()) if (!String(row['ticket_id']).startsWith(SENTINEL_PREFIX)) messages++;
+  }
+  return messages;
 }
