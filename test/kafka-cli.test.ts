@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
-import { collect, runCli, startCli } from './support/cli.js';
+import { collect, publishCli, runCli, startCli } from './support/cli.js';
 import { SMALL, world } from './support/reliability.js';
 import { diffAgainstOracle, listAll } from './support/tickets.js';
 
@@ -14,11 +14,30 @@ const topicName = () => `tickets.${randomBytes(4).toString('hex')}`;
 type World = Awaited<ReturnType<typeof world>>;
 
 /** `publish --apply` of one dataset to a topic, through the real binary. */
-function publish(w: World, topic: string, extra: string[] = [], dataset = 'inc') {
-  return runCli(
-    ['publish', '--dataset', dataset, '--brokers', brokers(), '--topic', topic, '--apply', ...extra],
-    w.env,
-  );
+const publish = (w: World, topic: string, extra: string[] = [], dataset = 'inc') =>
+  publishCli(w.env, topic, extra, dataset);
+
+/** The rows `archive` wrote for partition 0 of a topic under `folder`, read back by the S3 source. */
+async function readArchived(w: World, folder: string, topic: string): Promise<Record<string, unknown>[]> {
+  const { s3Source } = await import('@tributary/s3-source');
+  const { pipeline } = await import('@tributary/core');
+  const { memorySink } = await import('@tributary/core/testing');
+  const sink = memorySink();
+  const source = s3Source({
+    client: w.client,
+    archive: false,
+    streams: [
+      {
+        id: folder.replace(/\/$/, ''),
+        bucket: w.bucket,
+        prefix: `${folder}${topic}/partition=0/`,
+        keyPattern: (key) => new Date(Number(key.split('/').pop()!.split('-')[0])),
+        format: 'jsonl',
+      },
+    ],
+  });
+  await pipeline(source, sink);
+  return sink.rows;
 }
 
 /** `subscribe --exit-when-idle` of a topic into tickets.inc, through the real binary. */
@@ -231,61 +250,24 @@ describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', { ti
     );
     expect(archived.code, archived.stderr).toBe(0);
 
-    const { s3Source } = await import('@tributary/s3-source');
-    const { pipeline } = await import('@tributary/core');
-    const { memorySink } = await import('@tributary/core/testing');
-    const sink = memorySink();
-    const source = s3Source({
-      client: w.client,
-      archive: false,
-      streams: [
-        {
-          id: 'kafka/inc',
-          bucket: w.bucket,
-          prefix: `kafka/inc/${topic}/partition=0/`,
-          keyPattern: (key) => new Date(Number(key.split('/').pop()!.split('-')[0])),
-          format: 'jsonl',
-        },
-      ],
-    });
-    await pipeline(source, sink);
+    const rows = await readArchived(w, 'kafka/inc/', topic);
     const exported = w.files.filter((f) => f.dataset === 'inc').flatMap((f) => [...f.rows()]);
     const isSentinel = (row: Record<string, unknown>) =>
       String(row['ticket_id']).startsWith('EXPORT STOPPED');
     expect(exported.filter(isSentinel)).toHaveLength(1);
-    expect(sink.rows.filter(isSentinel)).toEqual([]);
-    expect(sink.rows).toHaveLength(exported.length - 1);
+    expect(rows.filter(isSentinel)).toEqual([]);
+    expect(rows).toHaveLength(exported.length - 1);
     // Consumer rules are the subscriber's: alarms and the provenance fields are on the topic.
     expect(
-      sink.rows.some((row) =>
-        ['true', 't', '1', 'yes'].includes(String(row['is_alarm']).trim().toLowerCase()),
-      ),
+      rows.some((row) => ['true', 't', '1', 'yes'].includes(String(row['is_alarm']).trim().toLowerCase())),
     ).toBe(true);
-    expect(sink.rows[0]).toHaveProperty('source_s3_key');
+    expect(rows[0]).toHaveProperty('source_s3_key');
   });
 
   it('archive rolls the topic into S3 files by count; a re-run overwrites; the S3 source reads them back', async () => {
     const w = await world();
     const topic = topicName();
-    expect(
-      (
-        await runCli(
-          [
-            'publish',
-            '--dataset',
-            'crq',
-            '--brokers',
-            brokers(),
-            '--topic',
-            topic,
-            '--partitions',
-            '1',
-            '--apply',
-          ],
-          w.env,
-        )
-      ).code,
-    ).toBe(0);
+    expect((await publish(w, topic, ['--partitions', '1'], 'crq')).code).toBe(0);
     const archive = (group: string) =>
       runCli(
         [
@@ -316,25 +298,8 @@ describe('tickets-pipeline over Kafka (real binary, kafkajs, test broker)', { ti
     expect(await listAll(w.client, w.bucket, 'kafka/crq/')).toEqual([...objects].sort());
 
     // Readable by the S3 source as JSON lines.
-    const { s3Source } = await import('@tributary/s3-source');
-    const { pipeline } = await import('@tributary/core');
-    const { memorySink } = await import('@tributary/core/testing');
-    const sink = memorySink();
-    const source = s3Source({
-      client: w.client,
-      archive: false,
-      streams: [
-        {
-          id: 'kafka/crq',
-          bucket: w.bucket,
-          prefix: `kafka/crq/${topic}/partition=0/`,
-          keyPattern: (key) => new Date(Number(key.split('/').pop()!.split('-')[0])),
-          format: 'jsonl',
-        },
-      ],
-    });
-    await pipeline(source, sink);
-    expect(sink.rows).toHaveLength(Math.round(total));
-    expect(sink.rows[0]).toHaveProperty('ticket_id');
+    const rows = await readArchived(w, 'kafka/crq/', topic);
+    expect(rows).toHaveLength(Math.round(total));
+    expect(rows[0]).toHaveProperty('ticket_id');
   });
 });

@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
-import { runCli } from './support/cli.js';
+import { publishCli } from './support/cli.js';
 import { world } from './support/reliability.js';
 
 // Debian's python3-confluent-kafka (librdkafka) and python3-avro; .ci/run installs them when it can.
@@ -56,21 +56,7 @@ describe.skipIf(skip)(
     it('librdkafka + python3-avro decode every row by fingerprint from <topic>.schemas, headers name the file and row', async () => {
       const w = await world();
       const topic = `tickets.${randomBytes(4).toString('hex')}`;
-      const published = await runCli(
-        [
-          'publish',
-          '--dataset',
-          'inc',
-          '--brokers',
-          inject('kafkaBrokers').join(','),
-          '--topic',
-          topic,
-          '--partitions',
-          '1',
-          '--apply',
-        ],
-        w.env,
-      );
+      const published = await publishCli(w.env, topic, ['--partitions', '1']);
       expect(published.code, published.stderr).toBe(0);
 
       const messages = await pythonSubscribe(topic);

@@ -63,6 +63,15 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Cl
   return collect(child);
 }
 
+/** `tickets-pipeline publish --apply` of one dataset to a topic on the test broker. */
+export function publishCli(env: NodeJS.ProcessEnv, topic: string, extra: string[] = [], dataset = 'inc') {
+  const brokers = inject('kafkaBrokers').join(',');
+  return runCli(
+    ['publish', '--dataset', dataset, '--brokers', brokers, '--topic', topic, '--apply', ...extra],
+    env,
+  );
+}
+
 /** Starts the built `tributary` binary (packages/cli). */
 export function startTributary(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
   return spawn(process.execPath, [TRIBUTARY, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
