@@ -100,7 +100,15 @@ describe('after-commit hooks (library)', () => {
       [hook],
     );
     await sink.write(fileBatch(t.table, 'f1.csv', [{ id: '1', v: 'a' }]));
-    await pollUntil('the deferred run', async () => (await runsOf(hook)).length === 2, { tries: 200 });
+    // A run's row is written when it starts and completed when it ends: wait for the end.
+    await pollUntil(
+      'the deferred run to finish',
+      async () => {
+        const runs = await runsOf(hook);
+        return runs.length === 2 && runs.every((r) => r.ok !== null);
+      },
+      { tries: 200 },
+    );
     const { rows } = await fixture.db().pool.query<{ ok: boolean; gap: number }>(
       `SELECT ok, extract(epoch FROM started_at - $2::timestamptz)::float8 AS gap
          FROM tributary.after_commit WHERE hook = $1 AND stream = $3`,
