@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
  *   Content-Length that matches (a consistent but short body, as from a broken intermediary:
  *   every remaining line still parses).
  */
+/** `delete` is DeleteObject and DeleteObjects alike. */
 export type S3Operation = 'list' | 'get' | 'head' | 'put' | 'copy' | 'delete' | 'other';
 export type S3Fault = '500' | '503' | 'slowdown' | 'reset' | 'truncate' | 'short';
 
@@ -52,6 +53,9 @@ function operationOf(req: IncomingMessage): S3Operation {
       return req.headers['x-amz-copy-source'] ? 'copy' : 'put';
     case 'DELETE':
       return hasKey ? 'delete' : 'other';
+    case 'POST':
+      // DeleteObjects: `POST /<bucket>?delete` with the keys in the body.
+      return !hasKey && url.searchParams.has('delete') ? 'delete' : 'other';
     default:
       return 'other';
   }

@@ -21,6 +21,8 @@ export interface ArchiveFileOptions {
    * archive here, so a crash at any point leaves the file in changes/ until it is recorded.
    */
   onCopied?: () => Promise<void>;
+  /** Deletes the original once the copy is confirmed and recorded; default: DeleteObject now. */
+  deleteOriginal?: () => Promise<void> | void;
 }
 
 /** `CopySource` must be URL-encoded, segment by segment so the `/`s stay. */
@@ -86,6 +88,10 @@ export async function archiveFile(
   }
   await options.onCopied?.();
   faultPoint('s3-source:after-archive-record'); // recorded as archived, original not yet deleted
+  if (options.deleteOriginal) {
+    await options.deleteOriginal();
+    return;
+  }
   await send(() =>
     client.send(new DeleteObjectCommand({ Bucket: input.bucket, Key: input.key }), { abortSignal }),
   );

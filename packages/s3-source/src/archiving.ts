@@ -1,6 +1,7 @@
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import type { Batch, Row, WriteResult } from '@tributary/core';
 import { archiveFile } from './archive.js';
+import { OriginalDeletes } from './deletes.js';
 import { archiveKey } from './keys.js';
 import type { ArchiveTask } from './plan.js';
 import { toS3Position } from './position.js';
@@ -27,10 +28,13 @@ export class ArchiveScheduler {
   readonly #runtime: SourceRuntime;
   readonly #streamsById: ReadonlyMap<string, ResolvedStream>;
   readonly #archiving = new Set<Promise<void>>();
+  /** The originals' deletes, batched across files (see `OriginalDeletes`). */
+  readonly #deletes: OriginalDeletes;
 
   constructor(runtime: SourceRuntime, streamsById: ReadonlyMap<string, ResolvedStream>) {
     this.#runtime = runtime;
     this.#streamsById = streamsById;
+    this.#deletes = new OriginalDeletes(runtime);
   }
 
   /** Archive after commit; a failure is a warning, the next run finishes it (invariant 3). */
@@ -52,6 +56,7 @@ export class ArchiveScheduler {
         {
           send,
           ...(to === 'processed' && loads ? { onCopied: () => loads.markArchived(stream.id, file.key) } : {}),
+          deleteOriginal: () => this.#deletes.add(stream.id, stream.bucket, file.key),
         },
       );
       return true;
@@ -66,9 +71,13 @@ export class ArchiveScheduler {
     }
   }
 
-  /** Waits for every archive in flight (they are never aborted: each is a few S3 calls). */
+  /**
+   * Waits for every archive in flight and the deletes of their originals (they are never
+   * aborted: each is a few S3 calls).
+   */
   async done(): Promise<void> {
     while (this.#archiving.size) await Promise.all(this.#archiving);
+    await this.#deletes.done();
   }
 
   /**

@@ -68,6 +68,12 @@ function instrumentedClient(hooks: {
   return client;
 }
 
+/** The keys a DeleteObject or DeleteObjects request names. */
+function deletedKeys(input: Record<string, unknown>): string[] {
+  const objects = (input['Delete'] as { Objects?: { Key?: string }[] } | undefined)?.Objects;
+  return objects ? objects.map((o) => String(o.Key)) : [String(input['Key'])];
+}
+
 /** Uploads day 1 and 3, applies them, then uploads day 2 (late) and day 4. */
 async function lateScenario(prefix: string, loads: FakeLoadLog | undefined) {
   await put(t.client, t.bucket, file(prefix, '1'), csv(header, [['1', 'a']]));
@@ -182,16 +188,18 @@ describe('archive', () => {
     const calls: string[] = [];
     const client = instrumentedClient({
       before: (command, input) => {
-        if (/Copy|Head|Delete/.test(command)) calls.push(`${command} ${String(input['Key'])}`);
+        if (/Copy|Head/.test(command)) calls.push(`${command} ${String(input['Key'])}`);
+        if (/Delete/.test(command)) calls.push(`${command} ${deletedKeys(input).join(', ')}`);
       },
     });
     const loads = new FakeLoadLog();
     const source = s3Source({ client, streams: [def('arch', { recursive: true })] });
     await pipeline(source, loggingSink(loads));
-    // CopyObject's own ETag confirms the copy: no HeadObject of it.
+    // CopyObject's own ETag confirms the copy: no HeadObject of it. The original goes in a
+    // DeleteObjects request (batched with other files' originals when there are any).
     expect(calls).toEqual([
       'CopyObjectCommand arch/processed/2026/01/20260101.csv',
-      'DeleteObjectCommand arch/changes/2026/01/20260101.csv',
+      'DeleteObjectsCommand arch/changes/2026/01/20260101.csv',
     ]);
     expect(loads.archived).toEqual(['arch/changes/2026/01/20260101.csv']);
     const copy = await t.client.send(
@@ -214,7 +222,7 @@ describe('archive', () => {
       },
     });
     await pipeline(s3Source({ client, streams: [def('arch-head')] }), memorySink());
-    expect(calls).toEqual(['CopyObjectCommand', 'HeadObjectCommand', 'DeleteObjectCommand']);
+    expect(calls).toEqual(['CopyObjectCommand', 'HeadObjectCommand', 'DeleteObjectsCommand']);
     expect(await exists(file('arch-head', '1'))).toBe(false);
     expect(await exists('arch-head/processed/20260101.csv')).toBe(true);
   });
@@ -279,11 +287,19 @@ describe('archive', () => {
       await put(t.client, t.bucket, file(prefix, '1'), csv(header, [['1', 'a']]));
       await put(t.client, t.bucket, file(prefix, '2'), csv(header, [['2', 'b']]));
       let failDeletes = true;
+      let refused: string[] = [];
       const client = instrumentedClient({
+        // The server refuses day 1's delete and deletes the others of the same request.
         before: (command, input) => {
-          if (failDeletes && command === 'DeleteObjectCommand' && String(input['Key']).endsWith('0101.csv')) {
-            throw Object.assign(new Error('AccessDenied: delete refused'), { name: 'AccessDenied' });
-          }
+          if (!failDeletes || command !== 'DeleteObjectsCommand') return;
+          const request = input['Delete'] as { Objects: { Key: string }[] };
+          refused = request.Objects.filter((o) => o.Key.endsWith('0101.csv')).map((o) => o.Key);
+          request.Objects = request.Objects.filter((o) => !refused.includes(o.Key));
+        },
+        after: (command, output) => {
+          if (command !== 'DeleteObjectsCommand' || refused.length === 0) return;
+          output['Errors'] = refused.map((Key) => ({ Key, Code: 'AccessDenied', Message: 'delete refused' }));
+          refused = [];
         },
       });
       const loads = withLog ? new FakeLoadLog() : undefined;
@@ -309,6 +325,49 @@ describe('archive', () => {
       if (loads) expect(loads.archived).toContain(file(prefix, '1'));
     });
   }
+
+  it('deletes the originals of many archived files in few DeleteObjects requests', async () => {
+    const days = ['1', '2', '3', '4', '5', '6', '7', '8', '9'];
+    for (const day of days) await put(t.client, t.bucket, file('batched', day), csv(header, [[day, 'x']]));
+    const deletes: string[][] = [];
+    const client = instrumentedClient({
+      before: (command, input) => {
+        if (/Delete/.test(command)) deletes.push(deletedKeys(input));
+      },
+    });
+    await pipeline(s3Source({ client, streams: [def('batched')] }), memorySink());
+    // Every original deleted once, and never more requests than files (usually one or two).
+    expect(deletes.flat().sort()).toEqual(days.map((day) => file('batched', day)));
+    expect(deletes.length).toBeLessThan(days.length);
+    for (const day of days) {
+      expect(await exists(file('batched', day))).toBe(false);
+      expect(await exists(`batched/processed/2026010${day}.csv`)).toBe(true);
+    }
+  });
+
+  it('a server without DeleteObjects (501) gets one DeleteObject per original', async () => {
+    for (const day of ['1', '2'])
+      await put(t.client, t.bucket, file('no-multi', day), csv(header, [[day, 'x']]));
+    const calls: string[] = [];
+    const client = instrumentedClient({
+      before: (command, input) => {
+        if (!/Delete/.test(command)) return;
+        calls.push(command);
+        if (command === 'DeleteObjectsCommand') {
+          throw Object.assign(new Error('NotImplemented: multi-object delete'), {
+            name: 'NotImplemented',
+            $metadata: { httpStatusCode: 501 },
+          });
+        }
+        expect(deletedKeys(input)).toHaveLength(1);
+      },
+    });
+    const log = eventLog();
+    await pipeline(s3Source({ client, streams: [def('no-multi')] }), memorySink(), { onEvent: log.onEvent });
+    expect(calls.filter((c) => c === 'DeleteObjectCommand')).toHaveLength(2);
+    expect(log.warnings()).toEqual([]);
+    for (const day of ['1', '2']) expect(await exists(file('no-multi', day))).toBe(false);
+  });
 
   it('archive: false leaves files in place and the checkpoint prevents re-reading', async () => {
     await put(t.client, t.bucket, file('keep', '1'), csv(header, [['1', 'a']]));
