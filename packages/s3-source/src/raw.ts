@@ -80,6 +80,11 @@ export class CsvSplitter {
 
   constructor(private readonly options: SplitterOptions) {}
 
+  /** Bytes of a record after the last one scanned: the file has at least one more record. */
+  get partialRecord(): boolean {
+    return this.header !== undefined && this.abs > this.recordStart;
+  }
+
   /** Scans one buffer; returns the pieces completed by it. */
   push(chunk: Buffer): RawPiece[] {
     let b = chunk;

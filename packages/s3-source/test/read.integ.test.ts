@@ -1,8 +1,10 @@
-import { type Batch, pipeline, type Row } from '@tributary/core';
+import { Readable } from 'node:stream';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { type Batch, DEFAULT_RETRY_POLICY, pipeline, type Row } from '@tributary/core';
 import { memorySink } from '@tributary/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createTestBucket, type TestBucket } from '../../../test/support/services.js';
-import { s3Source } from '../src/index.js';
+import { createTestBucket, type TestBucket, testS3Client } from '../../../test/support/services.js';
+import { type FileChunk, normalizeEtag, readFileBatches, s3Source } from '../src/index.js';
 import { csv, eventLog, put } from './helpers.js';
 
 let t: TestBucket;
@@ -122,6 +124,59 @@ describe('reading files', () => {
     const result = await pipeline(source, bytesSink);
     expect(bytesSink.rows).toHaveLength(40_000);
     expect(result.batches).toBeGreaterThan(5);
+  });
+
+  it('pass-through hands out a full piece once the next record starts, not at the end of the download', async () => {
+    const records = Array.from({ length: 40_000 }, (_, i) => [String(i + 1), `value-${i + 1}`]);
+    const text = csv(['id', 'v'], records);
+    await put(t.client, t.bucket, 'early/20260101.csv', text);
+    const { ETag } = await t.client.send(
+      new HeadObjectCommand({ Bucket: t.bucket, Key: 'early/20260101.csv' }),
+    );
+    // The body (~700 KB) arrives in 4 KiB reads; `delivered` counts what the reader has been given.
+    let delivered = 0;
+    const client = testS3Client();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const result = await next(args);
+        if (context.commandName === 'GetObjectCommand') {
+          const body = Buffer.from(await (result.output as { Body: Readable }).Body.transformToString());
+          (result.output as { Body: Readable }).Body = Readable.from(
+            (function* () {
+              for (let at = 0; at < body.length; at += 4096) {
+                delivered = Math.min(at + 4096, body.length);
+                yield body.subarray(at, at + 4096);
+              }
+            })(),
+          );
+        }
+        return result;
+      },
+      { step: 'initialize', name: 'slowBody' },
+    );
+    const chunks: { chunk: FileChunk; delivered: number }[] = [];
+    // Two pieces: the first is cut at 60% of the file, the rest is the last.
+    for await (const chunk of readFileBatches({
+      client,
+      bucket: t.bucket,
+      key: 'early/20260101.csv',
+      etag: normalizeEtag(ETag),
+      stream: 'test/early',
+      format: 'csv',
+      passThrough: true,
+      batchRows: 1000,
+      batchBytes: Math.floor(text.length * 0.6),
+      retry: DEFAULT_RETRY_POLICY,
+    }))
+      chunks.push({ chunk, delivered });
+    expect(chunks.map(({ chunk }) => [chunk.raw?.records, chunk.done])).toEqual([
+      [expect.any(Number), false],
+      [expect.any(Number), true],
+    ]);
+    expect(chunks.reduce((n, { chunk }) => n + (chunk.raw?.records ?? 0), 0)).toBe(40_000);
+    // The first piece went out while the rest was still to come (read-ahead buffers hold ~100 KB).
+    expect(chunks[0]!.delivered).toBeLessThan(text.length * 0.8);
+    client.destroy();
   });
 
   it('never ends a file with an empty batch when its rows fill the last batch exactly', async () => {
