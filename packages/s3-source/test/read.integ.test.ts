@@ -140,8 +140,11 @@ describe('reading files', () => {
       (next, context) => async (args) => {
         const result = await next(args);
         if (context.commandName === 'GetObjectCommand') {
-          const body = Buffer.from(await (result.output as { Body: Readable }).Body.transformToString());
-          (result.output as { Body: Readable }).Body = Readable.from(
+          const output = result.output as { Body: unknown };
+          const body = Buffer.from(
+            await (output.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+          );
+          output.Body = Readable.from(
             (function* () {
               for (let at = 0; at < body.length; at += 4096) {
                 delivered = Math.min(at + 4096, body.length);
