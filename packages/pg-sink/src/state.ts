@@ -210,7 +210,9 @@ export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () =>
     async markArchived(stream, source) {
       await beforeUse?.();
       const marked = new Promise<void>((done, failed) => queued.push({ stream, source, done, failed }));
-      if (flushing === undefined) flushing = flush();
+      // Started on the next turn of the event loop: marks made together (a batch of archives)
+      // share the first UPDATE.
+      flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(flush);
       await marked;
     },
   };

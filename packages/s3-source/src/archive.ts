@@ -21,7 +21,10 @@ export interface ArchiveFileOptions {
    * archive here, so a crash at any point leaves the file in changes/ until it is recorded.
    */
   onCopied?: () => Promise<void>;
-  /** Deletes the original once the copy is confirmed and recorded; default: DeleteObject now. */
+  /**
+   * Takes over once the copy is confirmed: records the archive and deletes the original (then
+   * `onCopied` is not called). Default: `onCopied`, then DeleteObject now.
+   */
   deleteOriginal?: () => Promise<void> | void;
 }
 
@@ -86,12 +89,13 @@ export async function archiveFile(
       { location: { file: input.key } },
     );
   }
-  await options.onCopied?.();
-  faultPoint('s3-source:after-archive-record'); // recorded as archived, original not yet deleted
   if (options.deleteOriginal) {
+    // Recording and deleting are the caller's (the source batches both across files).
     await options.deleteOriginal();
     return;
   }
+  await options.onCopied?.();
+  faultPoint('s3-source:after-archive-record'); // recorded as archived, original not yet deleted
   await send(() =>
     client.send(new DeleteObjectCommand({ Bucket: input.bucket, Key: input.key }), { abortSignal }),
   );

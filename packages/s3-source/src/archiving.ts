@@ -46,17 +46,25 @@ export class ArchiveScheduler {
     const target = archiveKey(file.key, stream.archiveBase, archivePrefix(stream, to));
     const send = this.#runtime.sender(undefined, stream.id);
     try {
-      // Recorded before the original is deleted: a crash in between leaves the file listed,
-      // and the next run finishes the move. Recorded after the delete, a crash there left a
-      // file in processed/ whose load row said `loaded` for good (it is never listed again).
+      // Recorded before the original is deleted (both batched in `OriginalDeletes`): a crash in
+      // between leaves the file listed, and the next run finishes the move. Recorded after the
+      // delete, a crash there left a file in processed/ whose load row said `loaded` for good
+      // (it is never listed again).
       const loads = this.#runtime.loads();
       await archiveFile(
         this.#runtime.config.client,
         { bucket: stream.bucket, ...file, target },
         {
           send,
-          ...(to === 'processed' && loads ? { onCopied: () => loads.markArchived(stream.id, file.key) } : {}),
-          deleteOriginal: () => this.#deletes.add(stream.id, stream.bucket, file.key),
+          deleteOriginal: () =>
+            this.#deletes.add({
+              stream: stream.id,
+              bucket: stream.bucket,
+              key: file.key,
+              ...(to === 'processed' && loads
+                ? { record: () => loads.markArchived(stream.id, file.key) }
+                : {}),
+            }),
         },
       );
       return true;
