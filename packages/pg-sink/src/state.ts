@@ -179,7 +179,7 @@ export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () =>
   // flight go out together in the next one (one commit for many files). Each caller still
   // returns only once its own row is durably marked, before its original is deleted.
   let queued: { stream: string; source: string; done: () => void; failed: (e: unknown) => void }[] = [];
-  let flushing: Promise<void> | undefined;
+  let flushing = false;
   const flush = async (): Promise<void> => {
     while (queued.length) {
       const batch = queued;
@@ -199,7 +199,7 @@ export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () =>
         for (const mark of batch) mark.failed(error);
       }
     }
-    flushing = undefined;
+    flushing = false;
   };
   return {
     async list(stream, sources) {
@@ -212,7 +212,10 @@ export function pgLoadLog(pool: pg.Pool, schema = 'tributary', beforeUse?: () =>
       const marked = new Promise<void>((done, failed) => queued.push({ stream, source, done, failed }));
       // Started on the next turn of the event loop: marks made together (a batch of archives)
       // share the first UPDATE.
-      flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(flush);
+      if (!flushing) {
+        flushing = true;
+        setImmediate(() => void flush());
+      }
       await marked;
     },
   };
