@@ -1,0 +1,166 @@
+import {
+  Admin,
+  type BaseOptions,
+  type CompressionAlgorithmValue,
+  compatibilityPartitioner,
+  findErrorBy,
+  ListOffsetTimestamps,
+  ProduceAcks,
+  Producer,
+} from '@platformatic/kafka';
+import { TributaryError } from '@tributary/core';
+import { platformaticGroupConsumer } from './platformatic-consumer.js';
+import type { CompressionCode, KafkaAdmin, KafkaClient, KafkaProducer, OutgoingMessage } from './types.js';
+
+/**
+ * Options of `platformaticClient`: the brokers, and any other `@platformatic/kafka` client
+ * option (`tls`, `sasl`, `timeout`, `retries`, `retryDelay`, …) passed through unchanged.
+ */
+export type PlatformaticClientOptions = { brokers: string[]; clientId?: string } & Partial<
+  Omit<BaseOptions, 'bootstrapBrokers' | 'clientId'>
+>;
+
+/** Settings for a production cluster; the caller's options win. */
+const CLUSTER_DEFAULTS = {
+  connectTimeout: 10_000,
+  timeout: 30_000,
+  retries: 8,
+  retryDelay: 300,
+} as const;
+
+/**
+ * The seam over `@platformatic/kafka` (maintained, pure JavaScript): each stage creates the
+ * producer, admin or consumer it needs from these options and closes it when done.
+ */
+export function platformaticClient(options: PlatformaticClientOptions): KafkaClient {
+  const { brokers, clientId = 'tributary', ...rest } = options;
+  if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string'))
+    throw new TributaryError(
+      'INVALID_OPTIONS',
+      'platformaticClient(): brokers: give at least one `host:port` string',
+    );
+  const base = (): BaseOptions => ({ ...CLUSTER_DEFAULTS, ...rest, clientId, bootstrapBrokers: brokers });
+  return {
+    kind: 'platformatic',
+    producer: () => platformaticProducer(base()),
+    admin: async () => platformaticAdmin(base()),
+    groupConsumer: (config) => platformaticGroupConsumer(base(), config),
+  };
+}
+
+const COMPRESSION: Record<CompressionCode, CompressionAlgorithmValue> = {
+  0: 'none',
+  1: 'gzip',
+  2: 'snappy',
+  3: 'lz4',
+  4: 'zstd',
+};
+
+function platformaticProducer(base: BaseOptions): KafkaProducer {
+  let producer: Producer | undefined;
+  return {
+    async send(topic, messages, compression) {
+      producer ??= new Producer({
+        ...base,
+        idempotent: true,
+        acks: ProduceAcks.ALL,
+        autocreateTopics: false,
+        // Java's (and kafkajs') key → partition mapping: a key stays in its partition whichever
+        // client published it, so per-key order survives switching clients.
+        partitioner: compatibilityPartitioner,
+      });
+      await producer.send({
+        messages: messages.map((m) => toPlatformaticMessage(topic, m)),
+        acks: ProduceAcks.ALL,
+        ...(compression ? { compression: COMPRESSION[compression] } : {}),
+      });
+    },
+    async close() {
+      const open = producer;
+      producer = undefined;
+      await open?.close().catch(() => undefined);
+    },
+  };
+}
+
+const toBuffer = (v: string | Buffer): Buffer => (typeof v === 'string' ? Buffer.from(v) : v);
+
+function toPlatformaticMessage(topic: string, message: OutgoingMessage) {
+  let headers: Map<Buffer, Buffer> | undefined;
+  if (message.headers) {
+    headers = new Map();
+    for (const [name, value] of Object.entries(message.headers))
+      headers.set(Buffer.from(name), toBuffer(value));
+  }
+  return {
+    topic,
+    ...(message.key !== null ? { key: toBuffer(message.key) } : {}),
+    ...(message.value !== null ? { value: toBuffer(message.value) } : {}),
+    ...(headers ? { headers } : {}),
+    ...(message.partition !== undefined ? { partition: message.partition } : {}),
+  };
+}
+
+function platformaticAdmin(base: BaseOptions): KafkaAdmin {
+  const admin = new Admin(base);
+  const partitionsOf = async (topic: string): Promise<number[]> => {
+    const metadata = await admin.metadata({ topics: [topic], forceUpdate: true });
+    const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    return Array.from({ length: count }, (_, i) => i);
+  };
+  const listOffsets = async (topic: string, partitions: number[], timestamp: bigint) => {
+    const [listed] = await admin.listOffsets({
+      topics: [
+        { name: topic, partitions: partitions.map((partitionIndex) => ({ partitionIndex, timestamp })) },
+      ],
+    });
+    return new Map((listed?.partitions ?? []).map((p) => [p.partitionIndex, p.offset]));
+  };
+  return {
+    listTopics: () => admin.listTopics(),
+    async createTopics(topics) {
+      // One request per topic: platformatic applies `configs` to every topic of a request, and
+      // only the schemas topic is compacted.
+      for (const t of topics) {
+        try {
+          await admin.createTopics({
+            topics: [t.topic],
+            partitions: t.partitions,
+            ...(t.replicationFactor ? { replicas: t.replicationFactor } : {}),
+            ...(t.compacted ? { configs: [{ name: 'cleanup.policy', value: 'compact' }] } : {}),
+          });
+        } catch (error) {
+          // Another publisher created it in between: what we wanted.
+          if (!findErrorBy(error as Error, 'apiId', 'TOPIC_ALREADY_EXISTS')) throw error;
+        }
+      }
+    },
+    async topicOffsets(topic) {
+      const partitions = await partitionsOf(topic);
+      const low = await listOffsets(topic, partitions, ListOffsetTimestamps.EARLIEST);
+      const high = await listOffsets(topic, partitions, ListOffsetTimestamps.LATEST);
+      return partitions.map((partition) => ({
+        partition,
+        low: low.get(partition) ?? 0n,
+        high: high.get(partition) ?? 0n,
+      }));
+    },
+    async committedOffsets(groupId, topic) {
+      const partitions = await partitionsOf(topic);
+      const [group] = await admin.listConsumerGroupOffsets({
+        groups: [{ groupId, topics: [{ name: topic, partitionIndexes: partitions }] }],
+      });
+      const listed = group?.topics.find((t) => t.name === topic)?.partitions ?? [];
+      return listed
+        .filter((p) => p.committedOffset >= 0n)
+        .map((p) => ({ partition: p.partitionIndex, offset: p.committedOffset }));
+    },
+    async setCommittedOffsets(groupId, topic, offsets) {
+      await admin.alterConsumerGroupOffsets({
+        groupId,
+        topics: [{ name: topic, partitionOffsets: offsets }],
+      });
+    },
+    close: () => admin.close(),
+  };
+}
