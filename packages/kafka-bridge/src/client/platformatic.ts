@@ -116,6 +116,29 @@ function platformaticAdmin(base: BaseOptions): KafkaAdmin {
     });
     return new Map((listed?.partitions ?? []).map((p) => [p.partitionIndex, p.offset]));
   };
+  // Like kafkajs' `waitForLeaders`: a created topic takes a moment to have a leader per
+  // partition on a real cluster, and a produce before that fails.
+  const waitForLeaders = async (names: string[]) => {
+    const attempts = typeof base.retries === 'number' ? Math.max(1, base.retries) : 8;
+    const delay = typeof base.retryDelay === 'number' ? base.retryDelay : 300;
+    for (let attempt = 1; ; attempt++) {
+      const metadata = await admin.metadata({ topics: names, forceUpdate: true }).catch(() => undefined);
+      const ready = names.every((name) => {
+        const topic = metadata?.topics.get(name);
+        return (
+          topic !== undefined && topic.partitionsCount > 0 && topic.partitions.every((p) => p.leader >= 0)
+        );
+      });
+      if (ready) return;
+      if (attempt >= attempts)
+        throw new TributaryError(
+          'SINK_FAILED',
+          `topics ${names.join(', ')} were created but have no leader for every partition yet`,
+          { retriable: true },
+        );
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  };
   return {
     listTopics: () => admin.listTopics(),
     async createTopics(topics) {
@@ -134,6 +157,7 @@ function platformaticAdmin(base: BaseOptions): KafkaAdmin {
           if (!findErrorBy(error as Error, 'apiId', 'TOPIC_ALREADY_EXISTS')) throw error;
         }
       }
+      await waitForLeaders(topics.map((t) => t.topic));
     },
     async topicOffsets(topic) {
       const partitions = await partitionsOf(topic);
