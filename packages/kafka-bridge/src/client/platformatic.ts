@@ -70,7 +70,7 @@ function platformaticProducer(base: BaseOptions): KafkaProducer {
         partitioner: compatibilityPartitioner,
       });
       await producer.send({
-        messages: messages.map((m) => toPlatformaticMessage(topic, m)),
+        messages: toPlatformaticMessages(topic, messages),
         acks: ProduceAcks.ALL,
         ...(compression ? { compression: COMPRESSION[compression] } : {}),
       });
@@ -85,20 +85,35 @@ function platformaticProducer(base: BaseOptions): KafkaProducer {
 
 const toBuffer = (v: string | Buffer): Buffer => (typeof v === 'string' ? Buffer.from(v) : v);
 
-function toPlatformaticMessage(topic: string, message: OutgoingMessage) {
-  let headers: Map<Buffer, Buffer> | undefined;
-  if (message.headers) {
-    headers = new Map();
-    for (const [name, value] of Object.entries(message.headers))
-      headers.set(Buffer.from(name), toBuffer(value));
-  }
-  return {
-    topic,
-    ...(message.key !== null ? { key: toBuffer(message.key) } : {}),
-    ...(message.value !== null ? { value: toBuffer(message.value) } : {}),
-    ...(headers ? { headers } : {}),
-    ...(message.partition !== undefined ? { partition: message.partition } : {}),
+/**
+ * Messages in platformatic's shape. Header names and most header values (stream, source file,
+ * kind, schema) repeat across a request: each distinct string is encoded once per request.
+ */
+function toPlatformaticMessages(topic: string, messages: OutgoingMessage[]) {
+  const encoded = new Map<string, Buffer>();
+  const cached = (text: string): Buffer => {
+    let buffer = encoded.get(text);
+    if (!buffer) {
+      buffer = Buffer.from(text);
+      encoded.set(text, buffer);
+    }
+    return buffer;
   };
+  return messages.map((message) => {
+    let headers: Map<Buffer, Buffer> | undefined;
+    if (message.headers) {
+      headers = new Map();
+      for (const [name, value] of Object.entries(message.headers))
+        headers.set(cached(name), typeof value === 'string' ? cached(value) : value);
+    }
+    return {
+      topic,
+      ...(message.key !== null ? { key: toBuffer(message.key) } : {}),
+      ...(message.value !== null ? { value: toBuffer(message.value) } : {}),
+      ...(headers ? { headers } : {}),
+      ...(message.partition !== undefined ? { partition: message.partition } : {}),
+    };
+  });
 }
 
 function platformaticAdmin(base: BaseOptions): KafkaAdmin {
