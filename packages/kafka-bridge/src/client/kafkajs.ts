@@ -120,8 +120,14 @@ function kafkajsGroupConsumer(kafka: Kafka, config: GroupConsumerConfig): GroupC
       consumer.on(consumer.events.CRASH, (event) => {
         if (!event.payload.restart) handlers.fail(event.payload.error);
       });
-      await consumer.connect();
-      await consumer.subscribe({ topic, fromBeginning: true });
+      try {
+        await consumer.connect();
+        await consumer.subscribe({ topic, fromBeginning: true });
+      } catch (error) {
+        // Joining failed: leave nothing connected (its timers would keep the process alive).
+        await consumer.disconnect().catch(() => undefined);
+        throw error;
+      }
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,

@@ -1,11 +1,6 @@
-import {
-  type BaseOptions,
-  Consumer,
-  FetchIsolationLevels,
-  type Message,
-  type MessagesStream,
-} from '@platformatic/kafka';
+import type { BaseOptions, Consumer, Message, MessagesStream } from '@platformatic/kafka';
 import { TributaryError } from '@tributary/core';
+import { loadPlatformatic } from './platformatic-module.js';
 import type { ConsumedMessage, GroupConsumer, GroupConsumerConfig, GroupConsumerHandlers } from './types.js';
 
 type Stream = MessagesStream<Buffer, Buffer, Buffer, Buffer>;
@@ -25,31 +20,37 @@ type Stream = MessagesStream<Buffer, Buffer, Buffer, Buffer>;
  */
 export function platformaticGroupConsumer(base: BaseOptions, config: GroupConsumerConfig): GroupConsumer {
   const { groupId, topic } = config;
-  const consumer = new Consumer<Buffer, Buffer, Buffer, Buffer>({
-    ...base,
-    ...config.extra,
-    groupId,
-    autocommit: false,
-    autocreateTopics: false,
-    sessionTimeout: config.sessionTimeout,
-    rebalanceTimeout: config.rebalanceTimeout,
-    heartbeatInterval: config.heartbeatInterval,
-    maxWaitTime: config.maxWaitTimeInMs,
-    maxBytes: config.maxBytes,
-    maxBytesPerPartition: config.maxBytesPerPartition,
-    isolationLevel: config.readUncommitted
-      ? FetchIsolationLevels.READ_UNCOMMITTED
-      : FetchIsolationLevels.READ_COMMITTED,
-  });
+  // Created in run(): loading @platformatic/kafka is deferred to first use.
+  let consumer: Consumer<Buffer, Buffer, Buffer, Buffer> | undefined;
+  const createConsumer = async () => {
+    const { Consumer, FetchIsolationLevels } = await loadPlatformatic();
+    const created = new Consumer<Buffer, Buffer, Buffer, Buffer>({
+      ...base,
+      ...config.extra,
+      groupId,
+      autocommit: false,
+      autocreateTopics: false,
+      sessionTimeout: config.sessionTimeout,
+      rebalanceTimeout: config.rebalanceTimeout,
+      heartbeatInterval: config.heartbeatInterval,
+      maxWaitTime: config.maxWaitTimeInMs,
+      maxBytes: config.maxBytes,
+      maxBytesPerPartition: config.maxBytesPerPartition,
+      isolationLevel: config.readUncommitted
+        ? FetchIsolationLevels.READ_UNCOMMITTED
+        : FetchIsolationLevels.READ_COMMITTED,
+    });
+    // A long-lived emitter never emits 'error' with nobody listening (STYLE.md).
+    created.on('error' as never, (error: unknown) => fail(error));
+    return created;
+  };
   let stream: Stream | undefined;
   let running = false;
   let loop: Promise<void> | undefined;
   let fail: (error: unknown) => void = () => undefined;
-  // A long-lived emitter never emits 'error' with nobody listening (STYLE.md).
-  consumer.on('error' as never, (error: unknown) => fail(error));
 
   const openStream = async (): Promise<Stream> => {
-    const opened = await consumer.consume({
+    const opened = await consumer!.consume({
       topics: [topic],
       // Where the group committed (the stored offsets moved it back if needed); earliest when
       // nothing is committed yet, like kafkajs' `fromBeginning: true`.
@@ -70,7 +71,7 @@ export function platformaticGroupConsumer(base: BaseOptions, config: GroupConsum
   };
 
   const assigned = (partition: number) =>
-    consumer.assignments?.some((a) => a.topic === topic && a.partitions.includes(partition)) ?? false;
+    consumer?.assignments?.some((a) => a.topic === topic && a.partitions.includes(partition)) ?? false;
 
   async function deliver(handlers: GroupConsumerHandlers): Promise<void> {
     while (running) {
@@ -116,12 +117,21 @@ export function platformaticGroupConsumer(base: BaseOptions, config: GroupConsum
     async run(handlers) {
       fail = (error) => handlers.fail(error);
       running = true;
-      stream = await openStream();
+      consumer = await createConsumer();
+      try {
+        stream = await openStream();
+      } catch (error) {
+        // Joining failed: leave nothing running (its timers would keep the process alive).
+        running = false;
+        await consumer.close(true).catch(() => undefined);
+        throw error;
+      }
       loop = deliver(handlers).catch((error: unknown) => {
         if (running) handlers.fail(error);
       });
     },
     async commit(topicName, partition, next) {
+      if (!consumer) return; // not running: nothing to report lag for
       await consumer.commit({ offsets: [{ topic: topicName, partition, offset: next, leaderEpoch: -1 }] });
     },
     async close() {
@@ -130,7 +140,7 @@ export function platformaticGroupConsumer(base: BaseOptions, config: GroupConsum
       stream = undefined;
       await open?.close().catch(() => undefined);
       await loop;
-      await consumer.close(true).catch(() => undefined);
+      await consumer?.close(true).catch(() => undefined);
     },
   };
 }

@@ -1,15 +1,7 @@
-import {
-  Admin,
-  type BaseOptions,
-  type CompressionAlgorithmValue,
-  compatibilityPartitioner,
-  findErrorBy,
-  ListOffsetTimestamps,
-  ProduceAcks,
-  Producer,
-} from '@platformatic/kafka';
+import type { BaseOptions, CompressionAlgorithmValue, Producer } from '@platformatic/kafka';
 import { TributaryError } from '@tributary/core';
 import { platformaticGroupConsumer } from './platformatic-consumer.js';
+import { loadPlatformatic } from './platformatic-module.js';
 import type { CompressionCode, KafkaAdmin, KafkaClient, KafkaProducer, OutgoingMessage } from './types.js';
 
 /**
@@ -43,7 +35,7 @@ export function platformaticClient(options: PlatformaticClientOptions): KafkaCli
   return {
     kind: 'platformatic',
     producer: () => platformaticProducer(base()),
-    admin: async () => platformaticAdmin(base()),
+    admin: () => platformaticAdmin(base()),
     groupConsumer: (config) => platformaticGroupConsumer(base(), config),
   };
 }
@@ -57,28 +49,32 @@ const COMPRESSION: Record<CompressionCode, CompressionAlgorithmValue> = {
 };
 
 function platformaticProducer(base: BaseOptions): KafkaProducer {
-  let producer: Producer | undefined;
+  let producer: Promise<Producer> | undefined;
+  const ACKS_ALL = -1;
   return {
     async send(topic, messages, compression) {
-      producer ??= new Producer({
-        ...base,
-        idempotent: true,
-        acks: ProduceAcks.ALL,
-        autocreateTopics: false,
-        // Java's (and kafkajs') key → partition mapping: a key stays in its partition whichever
-        // client published it, so per-key order survives switching clients.
-        partitioner: compatibilityPartitioner,
-      });
-      await producer.send({
+      producer ??= loadPlatformatic().then(
+        ({ Producer, compatibilityPartitioner }) =>
+          new Producer({
+            ...base,
+            idempotent: true,
+            acks: ACKS_ALL,
+            autocreateTopics: false,
+            // Java's (and kafkajs') key → partition mapping: a key stays in its partition whichever
+            // client published it, so per-key order survives switching clients.
+            partitioner: compatibilityPartitioner,
+          }),
+      );
+      await (await producer).send({
         messages: toPlatformaticMessages(topic, messages),
-        acks: ProduceAcks.ALL,
+        acks: ACKS_ALL,
         ...(compression ? { compression: COMPRESSION[compression] } : {}),
       });
     },
     async close() {
       const open = producer;
       producer = undefined;
-      await open?.close().catch(() => undefined);
+      await (await open?.catch(() => undefined))?.close().catch(() => undefined);
     },
   };
 }
@@ -116,7 +112,8 @@ function toPlatformaticMessages(topic: string, messages: OutgoingMessage[]) {
   });
 }
 
-function platformaticAdmin(base: BaseOptions): KafkaAdmin {
+async function platformaticAdmin(base: BaseOptions): Promise<KafkaAdmin> {
+  const { Admin, ListOffsetTimestamps, findErrorBy } = await loadPlatformatic();
   const admin = new Admin(base);
   const partitionsOf = async (topic: string): Promise<number[]> => {
     const metadata = await admin.metadata({ topics: [topic], forceUpdate: true });
