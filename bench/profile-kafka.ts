@@ -3,12 +3,13 @@
  * process so its CPU is not in the profile:
  *
  *   node --conditions=@tributary/source --import tsx --cpu-prof --cpu-prof-dir /tmp/prof \
- *     bench/profile-kafka.ts --leg publish|subscribe [--runs 3]
+ *     bench/profile-kafka.ts --leg publish|subscribe [--runs 3] [--client kafkajs|platformatic]
  *
  * Uses the same services as the benchmark (DATABASE_URL / S3_ENDPOINT or embedded ones).
  */
 import { parseArgs } from 'node:util';
-import { fastKafkaConfig } from '@tributary/kafka-bridge/testing';
+import { platformaticClient } from '@tributary/kafka-bridge';
+import { fastKafkaConfig, fastPlatformaticOptions } from '@tributary/kafka-bridge/testing';
 import { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { benchEnvironment } from './lib/apply.js';
@@ -21,14 +22,20 @@ const { values } = parseArgs({
     leg: { type: 'string', default: 'publish' },
     rows: { type: 'string', default: '34849' },
     runs: { type: 'string', default: '3' },
+    client: { type: 'string', default: 'kafkajs' },
   },
 });
+if (values.client !== 'kafkajs' && values.client !== 'platformatic')
+  throw new Error(`--client must be kafkajs or platformatic (got ${values.client})`);
 const rows = Number(values.rows);
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const services = await startServices(log);
 const broker = await startKafka();
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
-const kafka = new Kafka(fastKafkaConfig(broker.brokers, 'tributary-profile'));
+const kafka =
+  values.client === 'platformatic'
+    ? platformaticClient(fastPlatformaticOptions(broker.brokers, 'tributary-profile'))
+    : new Kafka(fastKafkaConfig(broker.brokers, 'tributary-profile'));
 const pool = new pg.Pool({ connectionString: services.databaseUrl, max: 4 });
 try {
   const { prefix } = await stageBaseline(services.s3Client, rows);

@@ -20,6 +20,19 @@ const pgSink = JSON.parse(
   readFileSync(join(import.meta.dirname, '..', 'packages', 'pg-sink', 'package.json'), 'utf8'),
 );
 
+/**
+ * @platformatic/kafka's WebAssembly helpers read `native.wasm` from beside their own file, which a
+ * bundle does not have; their `./bundled` entry carries the same module inline, for bundlers.
+ */
+const inlineWasm = {
+  name: 'platformatic-wasm-inline',
+  setup(build) {
+    build.onResolve({ filter: /^@platformatic\/wasm-utils$/ }, (args) =>
+      build.resolve('@platformatic/wasm-utils/bundled', { resolveDir: args.resolveDir, kind: args.kind }),
+    );
+  },
+};
+
 await build({
   entryPoints: [join(root, entry)],
   outdir: join(root, 'dist', 'bundle'),
@@ -41,5 +54,6 @@ await build({
     'pg-native',
   ],
   define: { TRIBUTARY_PG_SINK_VERSION: JSON.stringify(pgSink.version) },
+  plugins: [inlineWasm],
   logLevel: 'warning',
 });

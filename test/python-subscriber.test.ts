@@ -53,36 +53,40 @@ describe.skipIf(skip)(
   `a subscriber in Python reads a published topic from the wire alone${skip ? ` (skipped: ${PYTHON} lacks confluent_kafka or avro)` : ''}`,
   { timeout: 240_000 },
   () => {
-    it('librdkafka + python3-avro decode every row by fingerprint from <topic>.schemas, headers name the file and row', async () => {
-      const w = await world();
-      const topic = `tickets.${randomBytes(4).toString('hex')}`;
-      const published = await publishCli(w.env, topic, ['--partitions', '1']);
-      expect(published.code, published.stderr).toBe(0);
+    // Published by the binary on each client it offers (KAFKA_CLIENT, issue 18).
+    it.each(['kafkajs', 'platformatic'])(
+      'published with KAFKA_CLIENT=%s: librdkafka + python3-avro decode every row by fingerprint from <topic>.schemas, headers name the file and row',
+      async (client) => {
+        const w = await world({ extraEnv: { KAFKA_CLIENT: client } });
+        const topic = `tickets.${randomBytes(4).toString('hex')}`;
+        const published = await publishCli(w.env, topic, ['--partitions', '1']);
+        expect(published.code, published.stderr).toBe(0);
 
-      const messages = await pythonSubscribe(topic);
-      // Every exported row but the export's sentinel, in file and row order (one partition); the
-      // row header is the record's number in its file.
-      const files = w.files.filter((f) => f.dataset === 'inc');
-      const exported = files.flatMap((file) =>
-        [...file.rows()]
-          .map((row, i) => ({ file: file.key, record: i + 1, row }))
-          .filter(({ row }) => !String(row['ticket_id']).startsWith('EXPORT STOPPED')),
-      );
-      expect(messages).toHaveLength(exported.length);
-      messages.forEach((message, i) => {
-        const expected = exported[i]!;
-        expect(message.key).toBe(String(expected.row['ticket_id']));
-        expect(message.row['ticket_id']).toBe(String(expected.row['ticket_id']));
-        expect(message.headers['tributary-source']).toBe(expected.file);
-        expect(message.headers['tributary-kind']).toMatch(/^(baseline|delta)$/);
-        expect(message.headers['tributary-row'], `message ${i}`).toBe(String(expected.record));
-      });
-      // Field values as the export wrote them (empty fields are null on the wire).
-      const first = exported[0]!.row;
-      for (const [column, value] of Object.entries(first))
-        expect(messages[0]!.row[column], column).toBe(
-          value === '' || value === null || value === undefined ? null : String(value),
+        const messages = await pythonSubscribe(topic);
+        // Every exported row but the export's sentinel, in file and row order (one partition); the
+        // row header is the record's number in its file.
+        const files = w.files.filter((f) => f.dataset === 'inc');
+        const exported = files.flatMap((file) =>
+          [...file.rows()]
+            .map((row, i) => ({ file: file.key, record: i + 1, row }))
+            .filter(({ row }) => !String(row['ticket_id']).startsWith('EXPORT STOPPED')),
         );
-    });
+        expect(messages).toHaveLength(exported.length);
+        messages.forEach((message, i) => {
+          const expected = exported[i]!;
+          expect(message.key).toBe(String(expected.row['ticket_id']));
+          expect(message.row['ticket_id']).toBe(String(expected.row['ticket_id']));
+          expect(message.headers['tributary-source']).toBe(expected.file);
+          expect(message.headers['tributary-kind']).toMatch(/^(baseline|delta)$/);
+          expect(message.headers['tributary-row'], `message ${i}`).toBe(String(expected.record));
+        });
+        // Field values as the export wrote them (empty fields are null on the wire).
+        const first = exported[0]!.row;
+        for (const [column, value] of Object.entries(first))
+          expect(messages[0]!.row[column], column).toBe(
+            value === '' || value === null || value === undefined ? null : String(value),
+          );
+      },
+    );
   },
 );

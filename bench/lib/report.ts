@@ -260,6 +260,40 @@ export function renderMarkdown(report: Report, notes: string): string {
       `${k.ratios.kafkaPathOverDirect}×`,
       verdict(k.ratios.kafkaPathOverDirect <= 2.5),
     ]);
+    const p = k.platformatic;
+    if (p) {
+      parts.push(
+        'On @platformatic/kafka (`platformaticClient`), against bare @platformatic/kafka loops:',
+        '',
+        table(
+          ['leg', 'runs', 'ours s', 'bare platformatic s', 'ours rows/s', 'ours / bare'],
+          [
+            [
+              'publish',
+              p.seconds.publish.runs,
+              fmt(p.seconds.publish),
+              fmt(p.seconds.barePublish),
+              p.rowsPerSecond['publish']!,
+              p.ratios.publishOverBare,
+            ],
+            [
+              'subscribe',
+              p.seconds.subscribe.runs,
+              fmt(p.seconds.subscribe),
+              fmt(p.seconds.bareSubscribe),
+              p.rowsPerSecond['subscribe']!,
+              p.ratios.subscribeOverBare,
+            ],
+          ],
+        ),
+        '',
+      );
+      targets.push([
+        'Kafka path on @platformatic/kafka ≤ 2.5× direct',
+        `${p.ratios.kafkaPathOverDirect}×`,
+        verdict(p.ratios.kafkaPathOverDirect <= 2.5),
+      ]);
+    }
   }
   if (results.steady) steadySection(results.steady, parts, targets);
   if (results.extract) {

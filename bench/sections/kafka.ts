@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 import { pipeline } from '@tributary/core';
 import {
   DEFAULT_DROP_FIELDS,
@@ -12,11 +13,13 @@ import {
 } from '@tributary/example-tickets';
 import {
   createDecoder,
+  type KafkaInput,
   kafkaPublishSink,
   kafkaSubscribeSource,
+  platformaticClient,
   schemaTopicLookup,
 } from '@tributary/kafka-bridge';
-import { FAST_CONSUMER, fastKafkaConfig } from '@tributary/kafka-bridge/testing';
+import { FAST_CONSUMER, fastKafkaConfig, fastPlatformaticOptions } from '@tributary/kafka-bridge/testing';
 import { pgSink } from '@tributary/pg-sink';
 import { s3Source } from '@tributary/s3-source';
 import { parse } from 'csv-parse/sync';
@@ -40,6 +43,12 @@ export interface KafkaResult {
   };
   rowsPerSecond: Record<string, number>;
   ratios: { publishOverBare: number; subscribeOverBare: number; kafkaPathOverDirect: number };
+  /** The same legs on @platformatic/kafka, against its own bare loops (issue 18); absent in older results. */
+  platformatic?: {
+    seconds: { publish: Summary; barePublish: Summary; subscribe: Summary; bareSubscribe: Summary };
+    rowsPerSecond: Record<string, number>;
+    ratios: { publishOverBare: number; subscribeOverBare: number; kafkaPathOverDirect: number };
+  };
 }
 
 const PARTITIONS = 3;
@@ -72,6 +81,13 @@ export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
       subscribe: [],
       bareSubscribe: [],
     };
+    const platformaticTimes: Record<string, number[]> = {
+      publish: [],
+      barePublish: [],
+      subscribe: [],
+      bareSubscribe: [],
+    };
+    const platformatic = platformaticClient(fastPlatformaticOptions(broker.brokers, 'tributary-bench'));
     for (let i = 0; i < config.runs; i++) {
       const run = `${Date.now()}-${i}`;
       // Direct S3 → PostgreSQL, same file, same run.
@@ -129,7 +145,40 @@ export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
       log(
         `kafka run ${i + 1}/${config.runs}: direct ${round(times['direct']!.at(-1)!)} s, publish ${round(publish.ms / 1000)} s (bare ${round(barePublish.ms / 1000)}), subscribe ${round(subscribe.ms / 1000)} s (bare ${round(bareSubscribe.ms / 1000)})`,
       );
+
+      // The same legs on @platformatic/kafka, each against its own bare loop.
+      const pTopic = `bench.pinc.${run}`;
+      await resetPublish(pool);
+      const pPublish = await measure(() =>
+        publishLeg({ kafka: platformatic, pool, client, env, topic: pTopic, rows }),
+      );
+      platformaticTimes['publish']!.push(pPublish.ms / 1000);
+      await resetSubscribe(pool);
+      const pSubscribe = await measure(() =>
+        subscribeLeg({ kafka: platformatic, pool, topic: pTopic, groupId: `bench-psub-${run}`, rows }),
+      );
+      platformaticTimes['subscribe']!.push(pSubscribe.ms / 1000);
+      const pBareTopic = `bench.pbare.${run}`;
+      await admin.createTopics({
+        topics: [{ topic: pBareTopic, numPartitions: PARTITIONS }],
+        waitForLeaders: true,
+      });
+      const pBarePublish = await barePlatformaticPublish(broker.brokers, pBareTopic, messages);
+      platformaticTimes['barePublish']!.push(pBarePublish / 1000);
+      const pBareSubscribe = await barePlatformaticSubscribe(
+        broker.brokers,
+        pBareTopic,
+        `bench-pbare-${run}`,
+        messages.length,
+      );
+      platformaticTimes['bareSubscribe']!.push(pBareSubscribe / 1000);
+      log(
+        `kafka run ${i + 1}/${config.runs} on @platformatic/kafka: publish ${round(pPublish.ms / 1000)} s (bare ${round(pBarePublish / 1000)}), subscribe ${round(pSubscribe.ms / 1000)} s (bare ${round(pBareSubscribe / 1000)})`,
+      );
     }
+    const p = Object.fromEntries(
+      Object.entries(platformaticTimes).map(([k, v]) => [k, summarize(v)]),
+    ) as NonNullable<KafkaResult['platformatic']>['seconds'];
     const s = Object.fromEntries(
       Object.entries(times).map(([k, v]) => [k, summarize(v)]),
     ) as KafkaResult['seconds'];
@@ -143,6 +192,17 @@ export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
         subscribeOverBare: round(s.subscribe.median / s.bareSubscribe.median),
         kafkaPathOverDirect: round((s.publish.median + s.subscribe.median) / s.direct.median),
       },
+      platformatic: {
+        seconds: p,
+        rowsPerSecond: Object.fromEntries(
+          Object.entries(p).map(([k, v]) => [k, Math.round(rows / v.median)]),
+        ),
+        ratios: {
+          publishOverBare: round(p.publish.median / p.barePublish.median),
+          subscribeOverBare: round(p.subscribe.median / p.bareSubscribe.median),
+          kafkaPathOverDirect: round((p.publish.median + p.subscribe.median) / s.direct.median),
+        },
+      },
     };
   } finally {
     await admin.disconnect().catch(() => undefined);
@@ -150,8 +210,79 @@ export async function runKafka(ctx: BenchContext): Promise<KafkaResult> {
   }
 }
 
+/**
+ * A bare @platformatic/kafka producer: the same keyed messages, 1,000 per request, idempotent,
+ * acks=all. Milliseconds, client creation and first metadata included (as kafkajs' connect is).
+ */
+async function barePlatformaticPublish(
+  brokers: string[],
+  topic: string,
+  messages: Message[],
+): Promise<number> {
+  const batches: { topic: string; key: string; value: string }[][] = [];
+  for (let start = 0; start < messages.length; start += 1000)
+    batches.push(
+      messages.slice(start, start + 1000).map((m) => ({ topic, key: String(m.key), value: String(m.value) })),
+    );
+  let producer: Producer<string, string, string, string> | undefined;
+  try {
+    const { ms } = await measure(async () => {
+      producer = new Producer({
+        ...fastPlatformaticBase(brokers, 'bench-bare-producer'),
+        serializers: stringSerializers,
+        idempotent: true,
+        acks: -1,
+      });
+      for (const batch of batches) await producer.send({ messages: batch });
+    });
+    return ms;
+  } finally {
+    await producer?.close().catch(() => undefined);
+  }
+}
+
+/** A bare @platformatic/kafka group consumer reading the topic from the start until `total` arrived. */
+async function barePlatformaticSubscribe(
+  brokers: string[],
+  topic: string,
+  groupId: string,
+  total: number,
+): Promise<number> {
+  const consumer = new Consumer({
+    ...fastPlatformaticBase(brokers, 'bench-bare-consumer'),
+    groupId,
+    deserializers: stringDeserializers,
+    sessionTimeout: FAST_CONSUMER.sessionTimeout,
+    rebalanceTimeout: FAST_CONSUMER.rebalanceTimeout,
+    heartbeatInterval: FAST_CONSUMER.heartbeatInterval,
+    maxWaitTime: FAST_CONSUMER.maxWaitTimeInMs,
+    autocommit: false,
+  });
+  try {
+    const { ms } = await measure(async () => {
+      const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: false });
+      let seen = 0;
+      await new Promise<void>((resolve, reject) => {
+        stream.on('error', reject);
+        stream.on('data', () => {
+          if (++seen === total) resolve();
+        });
+      });
+      await stream.close();
+    });
+    return ms;
+  } finally {
+    await consumer.close(true).catch(() => undefined);
+  }
+}
+
+function fastPlatformaticBase(brokers: string[], clientId: string) {
+  const { brokers: bootstrapBrokers, ...rest } = fastPlatformaticOptions(brokers, clientId);
+  return { ...rest, clientId, bootstrapBrokers };
+}
+
 interface LegOptions {
-  kafka: Kafka;
+  kafka: KafkaInput;
   pool: pg.Pool;
   topic: string;
   rows: number;

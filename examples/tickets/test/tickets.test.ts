@@ -92,3 +92,22 @@ describe('config', () => {
     expect(redact('token hunter22 leaked', ['hunter22'])).toBe('token *** leaked');
   });
 });
+
+describe('KAFKA_CLIENT', () => {
+  it('defaults to @platformatic/kafka, accepts kafkajs, and refuses anything else by name', async () => {
+    const { kafkaClientFrom, kafkaClientName } = await import('../src/kafka.js');
+    expect(kafkaClientName({})).toBe('platformatic');
+    expect(kafkaClientName({ KAFKA_CLIENT: '' })).toBe('platformatic');
+    expect(kafkaClientName({ KAFKA_CLIENT: 'kafkajs' })).toBe('kafkajs');
+    expect(() => kafkaClientName({ KAFKA_CLIENT: 'rdkafka' })).toThrow(
+      expect.objectContaining({
+        message: expect.stringMatching(/KAFKA_CLIENT must be one of platformatic, kafkajs/),
+      }),
+    );
+    // No connection is made until a stage uses the client.
+    expect(kafkaClientFrom({}, ['localhost:9092'], 'test')).toMatchObject({ kind: 'platformatic' });
+    expect(kafkaClientFrom({ KAFKA_CLIENT: 'kafkajs' }, ['localhost:9092'], 'test')).not.toHaveProperty(
+      'kind',
+    );
+  });
+});

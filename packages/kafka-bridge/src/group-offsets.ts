@@ -1,8 +1,8 @@
 import { type ReadContext, TributaryError } from '@tributary/core';
-import type { Kafka } from 'kafkajs';
+import type { KafkaClient } from './client/index.js';
 
 export interface GroupOffsetsInput {
-  kafka: Kafka;
+  client: KafkaClient;
   groupId: string;
   topic: string;
   streamFor: (topic: string, partition: number) => string;
@@ -21,20 +21,18 @@ export async function prepareGroup(
   input: GroupOffsetsInput,
   context: ReadContext,
 ): Promise<Map<number, bigint>> {
-  const { kafka, groupId, topic, streamFor } = input;
-  const admin = kafka.admin();
-  await admin.connect();
+  const { client, groupId, topic, streamFor } = input;
+  const admin = await client.admin();
   try {
-    const offsets = await admin.fetchTopicOffsets(topic);
-    const start = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
-    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    const rewind: { partition: number; offset: string }[] = [];
-    for (const { partition, offset } of committed?.partitions ?? []) {
-      if (BigInt(offset) < 0n) continue;
+    const offsets = await admin.topicOffsets(topic);
+    const start = new Map(offsets.map((o) => [o.partition, o.low]));
+    const committed = await admin.committedOffsets(groupId, topic);
+    const rewind: { partition: number; offset: bigint }[] = [];
+    for (const { partition, offset } of committed) {
       const stored = await context.checkpoint(streamFor(topic, partition));
       const next = stored ? BigInt(String(stored['offset'])) + 1n : (start.get(partition) ?? 0n);
-      if (BigInt(offset) <= next) continue;
-      rewind.push({ partition, offset: next.toString() });
+      if (offset <= next) continue;
+      rewind.push({ partition, offset: next });
       context.emit({
         type: 'warning',
         stream: streamFor(topic, partition),
@@ -43,7 +41,7 @@ export async function prepareGroup(
     }
     if (rewind.length) {
       try {
-        await admin.setOffsets({ groupId, topic, partitions: rewind });
+        await admin.setCommittedOffsets(groupId, topic, rewind);
       } catch (error) {
         throw new TributaryError(
           'SOURCE_FAILED',
@@ -52,8 +50,8 @@ export async function prepareGroup(
         );
       }
     }
-    return new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
+    return new Map(offsets.map((o) => [o.partition, o.high]));
   } finally {
-    await admin.disconnect();
+    await admin.close().catch(() => undefined);
   }
 }

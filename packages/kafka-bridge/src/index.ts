@@ -1,5 +1,24 @@
 export { kafkaArchiveSink } from './archive.js';
 export {
+  type CompressionCode,
+  type ConsumedMessage,
+  type FetchedBatch,
+  type GroupConsumer,
+  type GroupConsumerConfig,
+  type GroupConsumerHandlers,
+  type KafkaAdmin,
+  type KafkaClient,
+  type KafkaClientKind,
+  type KafkaInput,
+  type KafkaProducer,
+  kafkajsClient,
+  type OutgoingMessage,
+  type PartitionOffsets,
+  type PlatformaticClientOptions,
+  platformaticClient,
+  type TopicSpec,
+} from './client/index.js';
+export {
   type AvroType,
   canonicalSchema,
   createDecoder,

@@ -1,8 +1,10 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { RetryPolicy, Row, Sink } from '@tributary/core';
 import { fn, instance, optionsResolver } from '@tributary/core/options';
-import type { CompressionTypes, Kafka, KafkaConfig, KafkaMessage } from 'kafkajs';
+import type { CompressionTypes, KafkaConfig } from 'kafkajs';
 import { z } from 'zod';
+import { isKafkaClient, isKafkajsInstance, type KafkaInput } from './client/index.js';
+import type { ConsumedMessage } from './client/types.js';
 import type { EncodingOptions } from './encoding.js';
 
 /**
@@ -12,13 +14,9 @@ import type { EncodingOptions } from './encoding.js';
  * `@tributary/kafka-bridge/testing` (`FAST_CONSUMER`, `fastKafkaConfig`).
  */
 
-const kafkaInstance = instance<Kafka>(
-  'kafkajs Kafka',
-  (v) =>
-    typeof v === 'object' &&
-    v !== null &&
-    typeof (v as Kafka).consumer === 'function' &&
-    typeof (v as Kafka).producer === 'function',
+const kafkaInstance = instance<KafkaInput>(
+  'kafkajs Kafka or KafkaClient',
+  (v) => isKafkaClient(v) || isKafkajsInstance(v),
 );
 const positive = () => z.number().int().min(1);
 
@@ -49,20 +47,24 @@ export const consumerOptionsSchema = z
       .describe('fetch size per partition (8 MiB: several batches per fetch, decoded while the sink writes)'),
     maxBytes: positive()
       .default(32 << 20)
-      .describe('fetch size per request; kafkajs holds this per broker, plus the batches in flight'),
+      .describe('fetch size per request; the client holds this per broker, plus the batches in flight'),
     readUncommitted: z.boolean().default(false).describe('read messages of open transactions'),
   })
   .refine((c) => c.heartbeatInterval < c.sessionTimeout, {
     message: 'heartbeatInterval must be below sessionTimeout',
     path: ['heartbeatInterval'],
   })
-  .describe('kafkajs consumer settings; other kafkajs `ConsumerConfig` fields pass through');
+  .describe(
+    'consumer settings, for either client; other fields pass through to the client (kafkajs `ConsumerConfig`, platformatic `ConsumerOptions`)',
+  );
 
 export const subscribeOptionsSchema = z.strictObject({
-  kafka: kafkaInstance.describe("the user's kafkajs instance"),
+  kafka: kafkaInstance.describe(
+    "the user's kafkajs `Kafka` instance, or a `KafkaClient`: `kafkajsClient(kafka)` or `platformaticClient({ brokers })`",
+  ),
   topic: z.string().min(1).describe('topic to consume'),
   groupId: z.string().min(1).describe('consumer group'),
-  decode: fn<(value: Buffer | null, message: KafkaMessage) => Promise<Row> | Row>().describe(
+  decode: fn<(value: Buffer | null, message: ConsumedMessage) => Promise<Row> | Row>().describe(
     '`(value, message) => row`; `createDecoder()` handles single-object Avro, Confluent and JSON',
   ),
   streamFor: fn<(topic: string, partition: number) => string>()
@@ -94,7 +96,9 @@ export type ResolvedSubscribeOptions = z.output<typeof subscribeOptionsSchema>;
 export const resolveSubscribeOptions = optionsResolver('kafkaSubscribeSource', subscribeOptionsSchema);
 
 export const publishOptionsSchema = z.strictObject({
-  kafka: kafkaInstance.describe("the user's kafkajs instance"),
+  kafka: kafkaInstance.describe(
+    "the user's kafkajs `Kafka` instance, or a `KafkaClient`: `kafkajsClient(kafka)` or `platformaticClient({ brokers })`",
+  ),
   topic: z
     .union([z.string().min(1), fn<(stream: string) => string>()])
     .describe("topic, or topic per stream (e.g. `(stream) => 'tickets.inc'`)"),

@@ -6,7 +6,13 @@ import {
   TributaryError,
   type WriteResult,
 } from '@tributary/core';
-import type { Admin, IHeaders, Producer } from 'kafkajs';
+import {
+  type CompressionCode,
+  type KafkaProducer,
+  type OutgoingMessage,
+  type TopicSpec,
+  toKafkaClient,
+} from './client/index.js';
 import { createEncoder, type Encoder, type EncodingOptions, schemaFromColumns } from './encoding.js';
 import { HEADER, type PublishOptions, resolvePublishOptions } from './options.js';
 
@@ -36,59 +42,41 @@ export function kafkaPublishSink(
       'kafkaPublishSink(): give `columns` (for the default Avro schema) or `encoding`',
     );
   const chunk = options.maxMessagesPerRequest;
-  let producer: Producer | undefined;
-  let admin: Admin | undefined;
+  const client = toKafkaClient(options.kafka);
+  const compression = options.compression as CompressionCode | undefined;
+  let producer: KafkaProducer | undefined;
   let encoder: Encoder | undefined;
   const readyTopics = new Set<string>();
   let published = 0;
 
-  async function connect(): Promise<Producer> {
+  async function connect(): Promise<KafkaProducer> {
     if (producer) return producer;
     encoder = await createEncoder(encoding!);
-    const p = options.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      retry: { retries: 8 },
-    });
-    await p.connect();
-    producer = p;
-    return p;
+    // Idempotent, one request in flight, acks=all (the seam's producer contract).
+    producer = client.producer();
+    return producer;
   }
 
   async function ensureTopic(topic: string): Promise<void> {
     if (readyTopics.has(topic)) return;
     const createTopics = options.createTopics;
     if (createTopics !== false) {
-      admin ??= options.kafka.admin();
-      await admin.connect();
-      const existing = new Set(await admin.listTopics());
-      const create = [];
-      if (!existing.has(topic)) {
-        create.push({
-          topic,
-          numPartitions: createTopics.partitions,
-          // Unset: the broker's default.replication.factor (kafkajs sends -1).
-          ...(createTopics.replicationFactor ? { replicationFactor: createTopics.replicationFactor } : {}),
-        });
+      const admin = await client.admin();
+      try {
+        const existing = new Set(await admin.listTopics());
+        const create: TopicSpec[] = [];
+        const { partitions, replicationFactor } = createTopics;
+        if (!existing.has(topic)) create.push({ topic, partitions, replicationFactor });
+        if (encoder?.schema && !existing.has(`${topic}.schemas`))
+          create.push({ topic: `${topic}.schemas`, partitions: 1, replicationFactor, compacted: true });
+        if (create.length) await admin.createTopics(create);
+      } finally {
+        await admin.close().catch(() => undefined);
       }
-      if (encoder?.schema && !existing.has(`${topic}.schemas`)) {
-        create.push({
-          topic: `${topic}.schemas`,
-          numPartitions: 1,
-          ...(createTopics.replicationFactor ? { replicationFactor: createTopics.replicationFactor } : {}),
-          configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
-        });
-      }
-      if (create.length) await admin.createTopics({ topics: create, waitForLeaders: true });
     }
     // Publish the writer schema where subscribers find it, keyed by fingerprint (compacted).
     if (encoder?.schema && encoder.schemaId && encoding?.kind === 'avro') {
-      await producer!.send({
-        topic: `${topic}.schemas`,
-        acks: -1,
-        messages: [{ key: encoder.schemaId, value: encoder.schema }],
-      });
+      await producer!.send(`${topic}.schemas`, [{ key: encoder.schemaId, value: encoder.schema }]);
     }
     readyTopics.add(topic);
   }
@@ -110,22 +98,22 @@ export function kafkaPublishSink(
         const firstRow = Number(batch.position['row'] ?? batch.rows.length) - batch.rows.length;
         for (let start = 0; start < batch.rows.length; start += chunk) {
           const messages = batch.rows.slice(start, start + chunk).map((row, i) => {
-            const headers: IHeaders = {
+            const headers: Record<string, string> = {
               [HEADER.stream]: batch.stream,
               [HEADER.source]: String(batch.meta.source ?? ''),
               [HEADER.row]: String(batch.meta.locations?.[start + i]?.record ?? firstRow + start + i + 1),
               [HEADER.kind]: String(batch.meta.kind ?? ''),
             };
             if (encoder?.schemaId) headers[HEADER.schema] = encoder.schemaId;
-            return { key: messageKey(row, options.key), value: encoder!.encode(row), headers };
+            const message: OutgoingMessage = {
+              key: messageKey(row, options.key),
+              value: encoder!.encode(row),
+              headers,
+            };
+            return message;
           });
           // acks=all on an idempotent producer: resolved only when the broker has the messages.
-          await p.send({
-            topic,
-            acks: -1,
-            messages,
-            ...(options.compression ? { compression: options.compression } : {}),
-          });
+          await p.send(topic, messages, compression);
           published += messages.length;
         }
       }
@@ -139,10 +127,8 @@ export function kafkaPublishSink(
       await options.checkpoints.abort?.(error, stream);
     },
     async close() {
-      await producer?.disconnect().catch(() => undefined);
-      await admin?.disconnect().catch(() => undefined);
+      await producer?.close();
       producer = undefined;
-      admin = undefined;
       await options.checkpoints.close?.();
     },
   };

@@ -1,50 +1,60 @@
-import type { Kafka } from 'kafkajs';
+import { type KafkaInput, toKafkaClient } from './client/index.js';
 import type { SchemaLookup } from './encoding.js';
 
 /**
  * Finds writer schemas published by `kafkaPublishSink` in `<topic>.schemas` (a compacted topic
- * keyed by the fingerprint in hex). Reads the topic from the start with a plain consumer-less
- * fetch loop on first miss; cached afterwards.
+ * keyed by the fingerprint in hex). Reads the topic from the start with a throwaway consumer group
+ * on first miss; cached afterwards. `kafka`: a kafkajs instance or a `KafkaClient`.
  */
-export function schemaTopicLookup(kafka: Kafka, topic: string): SchemaLookup {
+export function schemaTopicLookup(kafka: KafkaInput, topic: string): SchemaLookup {
+  const client = toKafkaClient(kafka);
   const schemas = new Map<string, string>();
   let loading: Promise<void> | undefined;
   const load = async () => {
-    const admin = kafka.admin();
-    await admin.connect();
-    let ends: { partition: number; high: string }[];
+    const admin = await client.admin();
+    let ends: { partition: number; high: bigint }[];
     try {
-      ends = (await admin.fetchTopicOffsets(`${topic}.schemas`)).map((o) => ({
+      ends = (await admin.topicOffsets(`${topic}.schemas`)).map((o) => ({
         partition: o.partition,
         high: o.high,
       }));
     } finally {
-      await admin.disconnect();
+      await admin.close().catch(() => undefined);
     }
-    const remaining = new Set(ends.filter((e) => e.high !== '0').map((e) => e.partition));
+    const remaining = new Set(ends.filter((e) => e.high !== 0n).map((e) => e.partition));
     if (remaining.size === 0) return;
-    const consumer = kafka.consumer({
+    const consumer = client.groupConsumer({
       groupId: `tributary-schemas-${process.pid}-${Date.now()}`,
+      topic: `${topic}.schemas`,
+      // kafkajs' defaults, but a short fetch wait: the topic is read once, to its end.
+      sessionTimeout: 30_000,
+      rebalanceTimeout: 60_000,
+      heartbeatInterval: 3_000,
       maxWaitTimeInMs: 100,
+      maxBytesPerPartition: 1 << 20,
+      maxBytes: 10 << 20,
+      readUncommitted: false,
     });
-    await consumer.connect();
     try {
-      await consumer.subscribe({ topic: `${topic}.schemas`, fromBeginning: true });
       await new Promise<void>((resolve, reject) => {
         consumer
           .run({
-            autoCommit: false,
-            eachMessage: async ({ partition, message }) => {
-              if (message.key && message.value) schemas.set(message.key.toString(), message.value.toString());
-              const end = ends.find((e) => e.partition === partition);
-              if (end && BigInt(message.offset) + 1n >= BigInt(end.high)) remaining.delete(partition);
+            fail: reject,
+            eachBatch: async ({ partition, messages, resolveOffset }) => {
+              for (const message of messages) {
+                if (message.key && message.value)
+                  schemas.set(message.key.toString(), message.value.toString());
+                resolveOffset(message.offset);
+                const end = ends.find((e) => e.partition === partition);
+                if (end && BigInt(message.offset) + 1n >= end.high) remaining.delete(partition);
+              }
               if (remaining.size === 0) resolve();
             },
           })
           .catch(reject);
       });
     } finally {
-      await consumer.disconnect();
+      await consumer.close();
     }
   };
   return async (fingerprint) => {

@@ -8,7 +8,12 @@ import {
   type Source,
   TributaryError,
 } from '@tributary/core';
-import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import {
+  type ConsumedMessage,
+  type FetchedBatch,
+  type GroupConsumer,
+  toKafkaClient,
+} from './client/index.js';
 import { type DeadLetter, deadLetter } from './dead-letter.js';
 import { prepareGroup } from './group-offsets.js';
 import { type KafkaRange, kafkaRange } from './meta.js';
@@ -42,7 +47,8 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
   const options = resolveSubscribeOptions(input);
   const streamFor = options.streamFor ?? defaultStreamFor(options.groupId);
   const { maxRows, awaitCommit } = options;
-  let consumer: Consumer | undefined;
+  const client = toKafkaClient(options.kafka);
+  let consumer: GroupConsumer | undefined;
   let consumed = 0;
   // Batches handed to the pipeline and not yet committed, with the fetch loop waiting on them.
   const pendingCommits = new Map<Batch<Row>, Pending>();
@@ -62,16 +68,33 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         wake = undefined;
         w?.();
       };
-      const c = options.kafka.consumer({
+      const {
+        sessionTimeout,
+        rebalanceTimeout,
+        heartbeatInterval,
+        maxWaitTimeInMs,
+        maxBytesPerPartition,
+        maxBytes,
+        readUncommitted,
+        ...extra
+      } = options.consumer;
+      const c = client.groupConsumer({
+        groupId: options.groupId,
+        topic: options.topic,
         // Fetches larger than kafkajs' 1 MiB by default (see the schema): a fetch holding several
         // batches lets the next one decode while the sink writes the current one (~10%).
-        ...options.consumer,
-        groupId: options.groupId,
-        allowAutoTopicCreation: false,
+        sessionTimeout,
+        rebalanceTimeout,
+        heartbeatInterval,
+        maxWaitTimeInMs,
+        maxBytesPerPartition,
+        maxBytes,
+        readUncommitted,
+        extra,
       });
       consumer = c;
-      const endOffsets = await prepareGroup({ ...options, streamFor }, ctx);
-      const dlq = deadLetter(options.kafka);
+      const endOffsets = await prepareGroup({ ...options, client, streamFor }, ctx);
+      const dlq = deadLetter(client);
 
       const reached = new Map<number, bigint>();
       const lastPositions = new Map<number, KafkaPosition>();
@@ -87,10 +110,11 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         return true;
       };
 
-      const eachBatch = async (payload: EachBatchPayload) => {
-        const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+      const eachBatch = async (batch: FetchedBatch) => {
+        const { resolveOffset, heartbeat, isStale } = batch;
         const partition = batch.partition;
         const stream = streamFor(batch.topic, partition);
+        const lastOffset = batch.messages[batch.messages.length - 1]?.offset;
         // Read the stored offset afresh: another member may have applied this partition
         // before a rebalance handed it to us.
         const stored = await ctx.checkpoint(stream);
@@ -132,13 +156,13 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         await settle(0);
         if (interrupted) throw interrupted.error;
         if (stopped) return;
-        if (!messages.length && batch.messages.length) resolveOffset(batch.lastOffset());
+        if (!messages.length && lastOffset !== undefined) resolveOffset(lastOffset);
         // Only now is every message of this fetch handed over: the idle check may count it.
-        if (batch.messages.length) reached.set(partition, BigInt(batch.lastOffset()) + 1n);
+        if (lastOffset !== undefined) reached.set(partition, BigInt(lastOffset) + 1n);
 
         async function handOver(): Promise<void> {
           for (let start = 0; start < messages.length; start += maxRows) {
-            if (interrupted || !isRunning() || isStale() || ctx.signal.aborted) {
+            if (interrupted || isStale() || ctx.signal.aborted) {
               stopped = true;
               return;
             }
@@ -176,32 +200,13 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         await settled.catch(() => undefined);
       };
 
-      // kafkajs restarts the consumer itself after retriable crashes (rebalances, lost
-      // coordinators); only a crash it gives up on fails the pipeline.
-      c.on(c.events.CRASH, (event) => {
-        if (event.payload.restart) return;
-        failure ??= event.payload.error;
-        notify();
-      });
-      await c.connect();
-      await c.subscribe({ topic: options.topic, fromBeginning: true });
       await c.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: 1,
-        eachBatch: async (payload) => {
-          try {
-            await eachBatch(payload);
-          } catch (error) {
-            // A rebalance or a lost connection surfaces here too (heartbeat, fetch): kafkajs
-            // rejoins and refetches from offsets we never committed, and the stored-offset
-            // filter drops what was already applied. Only our own errors fail the run.
-            if (!isKafkaRetriable(error)) {
-              failure ??= error;
-              notify();
-            }
-            throw error;
-          }
+        eachBatch,
+        // The client gave up (kafkajs: a crash it does not restart from; our own errors): fail
+        // the run. Rebalances and lost connections are retried inside the client.
+        fail: (error) => {
+          failure ??= error;
+          notify();
         },
       });
 
@@ -257,8 +262,7 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         for (const item of [...pendingCommits.values(), ...queue.splice(0)])
           item.done?.reject(new TributaryError('ABORTED', 'subscriber stopped'));
         pendingCommits.clear();
-        await c.stop().catch(() => undefined);
-        await c.disconnect().catch(() => undefined);
+        await c.close().catch(() => undefined);
         await dlq.close();
         consumer = undefined;
       }
@@ -270,9 +274,7 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
       // Kafka's committed offset follows the Postgres commit, for lag tooling only.
       if (consumer && batch.position['offset'] !== undefined) {
         await consumer
-          .commitOffsets([
-            { topic, partition, offset: (BigInt(String(batch.position['offset'])) + 1n).toString() },
-          ])
+          .commit(topic, partition, BigInt(String(batch.position['offset'])) + 1n)
           .catch(() => undefined);
       }
       // A rolling sink commits several batches at once: settle every earlier batch of the partition.
@@ -305,7 +307,7 @@ interface SliceOrigin {
  */
 async function decodeSlice(
   options: ResolvedSubscribeOptions,
-  slice: readonly KafkaMessage[],
+  slice: readonly ConsumedMessage[],
   origin: SliceOrigin,
 ): Promise<{ rows: Row[]; offsets: string[] }> {
   const rows: Row[] = [];
@@ -342,7 +344,7 @@ async function decodeSlice(
 function sliceBatch(
   stream: string,
   position: KafkaPosition,
-  slice: readonly KafkaMessage[],
+  slice: readonly ConsumedMessage[],
   rows: Row[],
   offsets: string[],
   previous: Position | null,
@@ -368,17 +370,6 @@ function sliceBatch(
       } satisfies KafkaRange,
     },
   };
-}
-
-/** kafkajs marks protocol errors it recovers from (REBALANCE_IN_PROGRESS, …) as retriable. */
-function isKafkaRetriable(error: unknown): boolean {
-  if (error instanceof TributaryError) return false;
-  const e = error as { name?: unknown; retriable?: unknown; type?: unknown };
-  return (
-    typeof e?.name === 'string' &&
-    e.name.startsWith('KafkaJS') &&
-    (e.retriable === true || e.type === 'REBALANCE_IN_PROGRESS' || e.type === 'UNKNOWN_MEMBER_ID')
-  );
 }
 
 function tickBatch(stream: string, position: KafkaPosition): Batch<Row> {

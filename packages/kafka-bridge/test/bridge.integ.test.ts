@@ -4,9 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { pipeline, type Row } from '@tributary/core';
 import { memorySink, memorySource } from '@tributary/core/testing';
+import { pgSink } from '@tributary/pg-sink';
 import { Kafka } from 'kafkajs';
-import { describe, expect, inject, it } from 'vitest';
-import { createTestBucket } from '../../../test/support/services.js';
+import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import { createTestBucket, createTestDatabase } from '../../../test/support/services.js';
+import { type KafkaInput, toKafkaClient } from '../src/client/index.js';
 import {
   createDecoder,
   HEADER,
@@ -14,17 +16,35 @@ import {
   kafkaArchiveSink,
   kafkaPublishSink,
   kafkaSubscribeSource,
+  platformaticClient,
   schemaTopicLookup,
 } from '../src/index.js';
-import { FAST_CONSUMER, fastKafkaConfig } from '../src/testing/index.js';
+import { FAST_CONSUMER, fastKafkaConfig, fastPlatformaticOptions } from '../src/testing/index.js';
 
-const kafka = () =>
-  new Kafka(fastKafkaConfig(inject('kafkaBrokers'), `test-${randomBytes(3).toString('hex')}`));
+const clientId = () => `test-${randomBytes(3).toString('hex')}`;
+/** Every test runs on both clients the seam offers (issue 18); kafkajs as the user's own instance. */
+const CLIENTS: { name: string; kafka: () => KafkaInput; quiet: boolean }[] = [
+  // kafkajs 2.2.4 prints TimeoutNegativeWarning on Node 24 (kafkajs#1751): not checked there.
+  {
+    name: 'kafkajs',
+    kafka: () => new Kafka(fastKafkaConfig(inject('kafkaBrokers'), clientId())),
+    quiet: false,
+  },
+  {
+    name: '@platformatic/kafka',
+    kafka: () => platformaticClient(fastPlatformaticOptions(inject('kafkaBrokers'), clientId())),
+    quiet: true,
+  },
+];
+
+/** Node process warnings (TimeoutNegativeWarning, …) emitted while a test runs. */
+const warnings: Error[] = [];
+process.on('warning', (warning) => warnings.push(warning));
 const topicName = () => `t.${randomBytes(4).toString('hex')}`;
 const rows = (from: number, n: number, tag = 'v1'): Row[] =>
   Array.from({ length: n }, (_, i) => ({ id: `K${from + i}`, value: `${tag}-${from + i}` }));
 
-async function publish(k: Kafka, topic: string, units: Row[][][], stream = 'files/x') {
+async function publish(k: KafkaInput, topic: string, units: Row[][][], stream = 'files/x') {
   const checkpoints = memorySink();
   const sink = kafkaPublishSink({
     kafka: k,
@@ -41,23 +61,48 @@ async function publish(k: Kafka, topic: string, units: Row[][][], stream = 'file
 }
 
 /** A new one-partition topic holding these rows as keyed JSON messages, in order. */
-async function jsonTopic(k: Kafka, values: Row[]): Promise<string> {
+async function jsonTopic(k: KafkaInput, values: Row[]): Promise<string> {
   const topic = topicName();
-  const admin = k.admin();
-  await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
-  await admin.disconnect();
-  const producer = k.producer();
-  await producer.connect();
-  await producer.send({
-    topic,
-    messages: values.map((r) => ({ key: String(r['id']), value: JSON.stringify(r) })),
-  });
-  await producer.disconnect();
+  const admin = await toKafkaClient(k).admin();
+  await admin.createTopics([{ topic, partitions: 1 }]);
+  await admin.close();
+  await produce(k, topic, values);
   return topic;
 }
 
-describe('kafka bridge (kafkajs over TCP)', () => {
+/** Sends the rows as keyed JSON messages through the seam's producer. */
+async function produce(k: KafkaInput, topic: string, values: Row[], partition?: number) {
+  const producer = toKafkaClient(k).producer();
+  await producer.send(
+    topic,
+    values.map((r) => ({
+      key: String(r['id']),
+      value: JSON.stringify(r),
+      ...(partition === undefined ? {} : { partition }),
+    })),
+  );
+  await producer.close();
+}
+
+async function endOffsets(k: KafkaInput, topic: string) {
+  const admin = await toKafkaClient(k).admin();
+  try {
+    return await admin.topicOffsets(topic);
+  } finally {
+    await admin.close();
+  }
+}
+
+describe.each(CLIENTS)('kafka bridge on $name (over TCP)', ({ kafka, quiet }) => {
+  beforeEach(() => {
+    warnings.length = 0;
+  });
+  afterEach(async () => {
+    // Warnings are emitted on a later tick than the call that caused them.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (quiet) expect(warnings.map((w) => `${w.name}: ${w.message}`)).toEqual([]);
+  });
+
   it('publishes keyed Avro messages with provenance, moves the checkpoint after acks, then subscribes', async () => {
     const k = kafka();
     const topic = topicName();
@@ -66,10 +111,7 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     expect(await checkpoints.checkpoint('files/x')).toEqual({ unit: 1, batch: 0 });
     expect(source.committedBatches).toHaveLength(2);
 
-    const admin = k.admin();
-    await admin.connect();
-    const offsets = await admin.fetchTopicOffsets(topic);
-    await admin.disconnect();
+    const offsets = await endOffsets(k, topic);
     expect(offsets).toHaveLength(3);
     expect(offsets.reduce((n, o) => n + Number(o.high), 0)).toBe(55);
 
@@ -185,6 +227,67 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     expect(warnings.join('\n')).toMatch(/committed .*@12, past the stored position; rewinding to 5/);
   });
 
+  it('a second member joins mid-stream: whichever member applies a partition, every offset is applied once', async () => {
+    const k = kafka();
+    const topic = topicName();
+    const admin = await toKafkaClient(k).admin();
+    await admin.createTopics([{ topic, partitions: 3 }]);
+    await admin.close();
+    await produce(k, topic, rows(0, 300));
+    const db = await createTestDatabase();
+    const member = () => {
+      const sink = pgSink({
+        pool: db.pool,
+        schema: 'ctl',
+        // Kafka's group membership is the one writer per partition; the fence guards the handover.
+        lock: { enabled: false },
+        targets: () => ({
+          schema: 'public',
+          table: 'rows',
+          key: ['id'],
+          columns: [
+            { name: 'id', type: 'text' },
+            { name: 'value', type: 'text' },
+          ],
+          createTable: true,
+          mode: 'upsert',
+        }),
+      });
+      const source = kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
+        kafka: k,
+        topic,
+        groupId: `g-${topic}`,
+        decode: (value) => JSON.parse(String(value)) as Row,
+        maxRows: 10,
+        exitWhenIdle: true,
+      });
+      return { sink, source };
+    };
+    const first = member();
+    let second: Promise<unknown> | undefined;
+    await pipeline(first.source, first.sink, {
+      onEvent: (event) => {
+        // The second member joins once the first has applied its first slice: a rebalance with
+        // batches of the first member maybe still in flight. Which member applies what depends on
+        // timing; the deterministic in-flight case is test/reliability/kafka-faults.test.ts.
+        if (event.type === 'committed' && !second) {
+          const m = member();
+          second = pipeline(m.source, m.sink).finally(() => m.sink.close());
+        }
+      },
+    });
+    await first.sink.close();
+    await second;
+    const table = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM public.rows');
+    expect(table.rows[0]!.n).toBe(300);
+    // Exactly once: the applied ranges add up to the topic, none counted twice.
+    const loads = await db.pool.query<{ n: number }>(
+      `SELECT coalesce(sum(rows_read), 0)::int AS n FROM ctl.loads WHERE status IN ('loaded', 'archived')`,
+    );
+    expect(loads.rows[0]!.n).toBe(300);
+  });
+
   it('a fetch larger than maxRows: the next batch is handed over while the sink writes; all commit in order', async () => {
     const k = kafka();
     const topic = await jsonTopic(k, rows(0, 12));
@@ -230,10 +333,9 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     const k = kafka();
     const topic = topicName();
     await publish(k, topic, [[rows(0, 3)]]);
-    const producer = k.producer();
-    await producer.connect();
-    await producer.send({ topic, messages: [{ key: 'K0', value: Buffer.from('garbage'), partition: 0 }] });
-    await producer.disconnect();
+    const producer = toKafkaClient(k).producer();
+    await producer.send(topic, [{ key: 'K0', value: Buffer.from('garbage'), partition: 0 }]);
+    await producer.close();
     const decode = createDecoder({ schemas: schemaTopicLookup(k, topic) });
 
     const strict = memorySink();
@@ -267,20 +369,23 @@ describe('kafka bridge (kafkajs over TCP)', () => {
       lenient,
     );
     expect(lenient.rows).toHaveLength(3);
-    const dlq: { value: string; error: string }[] = [];
-    const consumer = k.consumer({ groupId: `read-${topic}`, maxWaitTimeInMs: 100 });
-    await consumer.connect();
-    await consumer.subscribe({ topic: `${topic}.dlq`, fromBeginning: true });
-    await new Promise<void>((resolve) => {
-      void consumer.run({
-        eachMessage: async ({ message }) => {
-          dlq.push({ value: String(message.value), error: String(message.headers?.[HEADER.error]) });
-          resolve();
-        },
-      });
-    });
-    await consumer.disconnect();
-    expect(dlq).toEqual([{ value: 'garbage', error: expect.stringMatching(/undecodable/) }]);
+    // Read the dead letters back with the subscriber itself (JSON of the message and its error).
+    const dlq = memorySink();
+    await pipeline(
+      kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
+        kafka: k,
+        topic: `${topic}.dlq`,
+        groupId: `read-${topic}`,
+        decode: (value, message) => ({
+          value: String(value),
+          error: String(message.headers[HEADER.error]),
+        }),
+        exitWhenIdle: true,
+      }),
+      dlq,
+    );
+    expect(dlq.rows).toEqual([{ value: 'garbage', error: expect.stringMatching(/undecodable/) }]);
   });
 
   it('archives a topic to S3 rolled by count, deterministic keys, readable back', async () => {
@@ -333,13 +438,10 @@ describe('kafka bridge (kafkajs over TCP)', () => {
   it('archive rolls a partial file by age', async () => {
     const k = kafka();
     const topic = topicName();
-    const producer = k.producer();
-    await producer.connect();
-    await producer.send({
-      topic,
-      messages: rows(0, 3).map((r) => ({ key: String(r['id']), value: JSON.stringify(r) })),
-    });
-    await producer.disconnect();
+    const admin = await toKafkaClient(k).admin();
+    await admin.createTopics([{ topic, partitions: 1 }]);
+    await admin.close();
+    await produce(k, topic, rows(0, 3));
     const { bucket, client } = await createTestBucket();
     let clock = 0;
     const sink = kafkaArchiveSink({
@@ -371,5 +473,48 @@ describe('kafka bridge (kafkajs over TCP)', () => {
     await run;
     expect(sink.objects).toHaveLength(1);
     expect(sink.objects[0]).toMatch(/partition=0\/0{20}-0{19}2\.jsonl$/);
+  });
+});
+
+describe('kafka bridge across clients', () => {
+  it('a key lands in the same partition whichever client publishes it (per-key order survives a switch)', async () => {
+    const topic = topicName();
+    const keys = rows(0, 30);
+    const [viaKafkajs, viaPlatformatic] = CLIENTS.map((c) => c.kafka());
+    const admin = await toKafkaClient(viaKafkajs!).admin();
+    await admin.createTopics([{ topic, partitions: 5 }]);
+    await admin.close();
+    await produce(viaKafkajs!, topic, keys);
+    await produce(viaPlatformatic!, topic, keys);
+
+    const partitionsOf = new Map<string, Set<number>>();
+    const consumer = toKafkaClient(viaPlatformatic!).groupConsumer({
+      ...FAST_CONSUMER,
+      maxBytesPerPartition: 1 << 20,
+      maxBytes: 1 << 20,
+      readUncommitted: false,
+      groupId: `g-${topic}`,
+      topic,
+    });
+    let seen = 0;
+    await new Promise<void>((resolve, reject) => {
+      consumer
+        .run({
+          fail: reject,
+          eachBatch: async ({ partition, messages, resolveOffset }) => {
+            for (const message of messages) {
+              const key = String(message.key);
+              partitionsOf.set(key, (partitionsOf.get(key) ?? new Set()).add(partition));
+              resolveOffset(message.offset);
+              seen++;
+            }
+            if (seen === 2 * keys.length) resolve();
+          },
+        })
+        .catch(reject);
+    });
+    await consumer.close();
+    expect(partitionsOf.size).toBe(keys.length);
+    for (const [key, partitions] of partitionsOf) expect([key, partitions.size]).toEqual([key, 1]);
   });
 });

@@ -5,52 +5,73 @@ import { memorySink, sinkConformance, sourceConformance } from '@tributary/core/
 import { Kafka } from 'kafkajs';
 import { beforeAll, describe, inject, it } from 'vitest';
 import { createTestBucket, type TestBucket } from '../../../test/support/services.js';
-import { kafkaArchiveSink, kafkaPublishSink, kafkaSubscribeSource } from '../src/index.js';
-import { FAST_CONSUMER, fastKafkaConfig } from '../src/testing/index.js';
+import { type KafkaInput, toKafkaClient } from '../src/client/index.js';
+import {
+  kafkaArchiveSink,
+  kafkaPublishSink,
+  kafkaSubscribeSource,
+  platformaticClient,
+} from '../src/index.js';
+import { FAST_CONSUMER, fastKafkaConfig, fastPlatformaticOptions } from '../src/testing/index.js';
 
 /**
- * The Kafka stages against the contracts every source and sink keeps (issue 16), over kafkajs
- * and a real Kafka-protocol broker. Publish is at-least-once by design (what was sent stays
+ * The Kafka stages against the contracts every source and sink keeps (issue 16), over both
+ * clients (kafkajs, @platformatic/kafka) and a real Kafka-protocol broker. Publish is at-least-once by design (what was sent stays
  * sent); the archive keeps its positions in Kafka's committed offsets.
  */
 
-const kafka = () =>
-  new Kafka(fastKafkaConfig(inject('kafkaBrokers'), `conf-${randomBytes(3).toString('hex')}`));
+const clientId = () => `conf-${randomBytes(3).toString('hex')}`;
+/** The source and the publish sink keep the contracts on both clients the seam offers (issue 18). */
+const CLIENTS: { name: string; kafka: () => KafkaInput }[] = [
+  { name: 'kafkajs', kafka: () => new Kafka(fastKafkaConfig(inject('kafkaBrokers'), clientId())) },
+  {
+    name: '@platformatic/kafka',
+    kafka: () => platformaticClient(fastPlatformaticOptions(inject('kafkaBrokers'), clientId())),
+  },
+];
 const name = (what: string) => `conf.${what}.${randomBytes(4).toString('hex')}`;
 
-async function createTopic(k: Kafka, topic: string, partitions: number): Promise<void> {
-  const admin = k.admin();
-  await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-  await admin.disconnect();
+async function createTopic(k: KafkaInput, topic: string, partitions: number): Promise<void> {
+  const admin = await toKafkaClient(k).admin();
+  await admin.createTopics([{ topic, partitions }]);
+  await admin.close();
 }
 
 /** Every message of a topic as rows, last value per id winning (what an upserting reader keeps). */
-async function topicRows(k: Kafka, topic: string, stream: string): Promise<Row[]> {
-  const admin = k.admin();
-  await admin.connect();
-  const ends = await admin.fetchTopicOffsets(topic);
-  await admin.disconnect();
+async function topicRows(k: KafkaInput, topic: string, stream: string): Promise<Row[]> {
+  const client = toKafkaClient(k);
+  const admin = await client.admin();
+  const ends = await admin.topicOffsets(topic);
+  await admin.close();
   const total = ends.reduce((n, o) => n + Number(o.high), 0);
   const byId = new Map<string, Row>();
   if (total === 0) return [];
-  const consumer = k.consumer({ groupId: name('reader'), ...FAST_CONSUMER });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
+  const consumer = client.groupConsumer({
+    ...FAST_CONSUMER,
+    maxBytesPerPartition: 1 << 20,
+    maxBytes: 1 << 20,
+    readUncommitted: false,
+    groupId: name('reader'),
+    topic,
+  });
   let seen = 0;
   await new Promise<void>((resolve, reject) => {
     consumer
       .run({
-        eachMessage: async ({ message }) => {
-          seen++;
-          const row = JSON.parse(String(message.value)) as Row;
-          if (String(message.headers?.['tributary-stream']) === stream) byId.set(String(row['id']), row);
+        fail: reject,
+        eachBatch: async ({ messages, resolveOffset }) => {
+          for (const message of messages) {
+            seen++;
+            const row = JSON.parse(String(message.value)) as Row;
+            if (String(message.headers['tributary-stream']) === stream) byId.set(String(row['id']), row);
+            resolveOffset(message.offset);
+          }
           if (seen === total) resolve();
         },
       })
       .catch(reject);
   });
-  await consumer.disconnect();
+  await consumer.close();
   return [...byId.values()];
 }
 
@@ -59,7 +80,7 @@ beforeAll(async () => {
   bucket = await createTestBucket();
 });
 
-describe('sourceConformance: kafkaSubscribeSource', () => {
+describe.each(CLIENTS)('sourceConformance: kafkaSubscribeSource on $name', ({ kafka }) => {
   const checks = sourceConformance({
     create: async (fixture) => {
       // One partition per fixture stream, in order; one row per message. A unit is what one
@@ -67,15 +88,14 @@ describe('sourceConformance: kafkaSubscribeSource', () => {
       const k = kafka();
       const topic = name('sub');
       await createTopic(k, topic, fixture.length);
-      const producer = k.producer();
-      await producer.connect();
+      const producer = toKafkaClient(k).producer();
       for (const [partition, { units }] of fixture.entries()) {
-        await producer.send({
+        await producer.send(
           topic,
-          messages: units.flat().map(([id, v]) => ({ partition, key: id, value: JSON.stringify({ id, v }) })),
-        });
+          units.flat().map(([id, v]) => ({ partition, key: id, value: JSON.stringify({ id, v }) })),
+        );
       }
-      await producer.disconnect();
+      await producer.close();
       const streams = fixture.map((f) => f.stream);
       return {
         source: kafkaSubscribeSource({
@@ -94,7 +114,7 @@ describe('sourceConformance: kafkaSubscribeSource', () => {
   for (const check of checks) it(check.name, () => check.run());
 });
 
-describe('sinkConformance: kafkaPublishSink (at-least-once)', () => {
+describe.each(CLIENTS)('sinkConformance: kafkaPublishSink on $name (at-least-once)', ({ kafka }) => {
   const checks = sinkConformance({
     delivery: 'at-least-once',
     create: async () => {

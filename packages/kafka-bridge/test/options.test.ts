@@ -87,9 +87,9 @@ describe('Kafka stage options', () => {
       /unknown option `exitWhenIdel`/,
     ],
     [
-      'something that is not a kafkajs instance',
+      'something that is neither a kafkajs instance nor a KafkaClient',
       () => kafkaSubscribeSource({ kafka: {} as never, topic: 't', groupId: 'g', decode }),
-      /kafka: must be kafkajs Kafka/,
+      /kafka: must be kafkajs Kafka or KafkaClient/,
     ],
     [
       'publish with no key columns',

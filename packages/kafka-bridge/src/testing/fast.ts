@@ -1,4 +1,5 @@
 import type { KafkaConfig } from 'kafkajs';
+import type { PlatformaticClientOptions } from '../client/platformatic.js';
 
 /**
  * kafkajs settings for loopback brokers and tests: short connection/request timeouts and quick
@@ -25,3 +26,14 @@ export const FAST_CONSUMER = {
   heartbeatInterval: 100,
   maxWaitTimeInMs: 100,
 } as const;
+
+/**
+ * `platformaticClient` options for loopback brokers and tests (the counterpart of
+ * `fastKafkaConfig`): short connection/request timeouts and quick retries.
+ */
+export function fastPlatformaticOptions(
+  brokers: string[],
+  clientId = 'tributary',
+): PlatformaticClientOptions {
+  return { brokers, clientId, connectTimeout: 1000, timeout: 5000, retries: 8, retryDelay: 50 };
+}

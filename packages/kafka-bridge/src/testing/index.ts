@@ -9,5 +9,5 @@ export {
   type TestBrokerOptions,
   type TopicPartitionOffset,
 } from './broker.js';
-export { FAST_CONSUMER, fastKafkaConfig } from './fast.js';
+export { FAST_CONSUMER, fastKafkaConfig, fastPlatformaticOptions } from './fast.js';
 export { TestBrokerState } from './state.js';
