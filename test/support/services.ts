@@ -56,6 +56,17 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     const cleanup = new pg.Client({ connectionString: inject('pgAdminUrl') });
     await cleanup.connect();
     try {
+      // A test's own pool may still be closing its connections (its end() resolved before the
+      // server saw them go). Forced off, such a connection errors after its owner stopped
+      // listening: an unhandled error that fails the whole run. Give them a moment to close.
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await cleanup.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1',
+          [name],
+        );
+        if (rows[0]!.n === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
       await cleanup.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     } finally {
       await cleanup.end();
