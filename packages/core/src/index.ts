@@ -41,6 +41,7 @@ export {
   charClass,
   cleanText,
   compose,
+  conditionMatcher,
   type DeclarativeTransform,
   dropFields,
   filter,

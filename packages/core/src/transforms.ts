@@ -164,7 +164,8 @@ function textRule(rule: TextRule): (value: unknown) => unknown {
   };
 }
 
-function conditionMatcher(when: Condition): (row: Row) => boolean {
+/** The JavaScript test of a declarative condition (what `skipRows` drops), for stages that run steps themselves. */
+export function conditionMatcher(when: Condition): (row: Row) => boolean {
   const { column } = when;
   if ('startsWith' in when) {
     return (row) => {

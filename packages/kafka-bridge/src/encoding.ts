@@ -81,12 +81,14 @@ export interface Encoder {
   /** Fingerprint (hex) or registry id of the writer schema, when Avro. */
   readonly schemaId: string | null;
   readonly schema: string | null;
+  /** The bytes every value starts with (single-object or Confluent header); none for JSON. */
+  readonly prefix: Buffer | null;
   encode(row: Row): Buffer;
 }
 
 export async function createEncoder(options: EncodingOptions): Promise<Encoder> {
   if (options.kind === 'json') {
-    return { schemaId: null, schema: null, encode: (row) => Buffer.from(JSON.stringify(row)) };
+    return { schemaId: null, schema: null, prefix: null, encode: (row) => Buffer.from(JSON.stringify(row)) };
   }
   const schema = canonicalSchema(options.type);
   if (options.kind === 'avro') {
@@ -94,6 +96,7 @@ export async function createEncoder(options: EncodingOptions): Promise<Encoder> 
     return {
       schemaId: header.subarray(2).toString('hex'),
       schema,
+      prefix: header,
       encode: (row) => Buffer.concat([header, options.type.toBuffer(toRecord(options.type, row))]),
     };
   }
@@ -104,6 +107,7 @@ export async function createEncoder(options: EncodingOptions): Promise<Encoder> 
   return {
     schemaId: String(id),
     schema,
+    prefix: header,
     encode: (row) => Buffer.concat([header, options.type.toBuffer(toRecord(options.type, row))]),
   };
 }

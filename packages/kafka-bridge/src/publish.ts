@@ -1,6 +1,7 @@
 import {
   type Batch,
   faultPoint,
+  materialize,
   type Row,
   type Sink,
   TributaryError,
@@ -13,6 +14,7 @@ import {
   type TopicSpec,
   toKafkaClient,
 } from './client/index.js';
+import { rawAvroEncoder } from './csv-avro.js';
 import { createEncoder, type Encoder, type EncodingOptions, schemaFromColumns } from './encoding.js';
 import { HEADER, type PublishOptions, resolvePublishOptions } from './options.js';
 
@@ -42,6 +44,8 @@ export function kafkaPublishSink(
       'kafkaPublishSink(): give `columns` (for the default Avro schema) or `encoding`',
     );
   const chunk = options.maxMessagesPerRequest;
+  // Raw CSV batches go straight into Avro values when the schema is the default kind.
+  const rawAvro = encoding.kind === 'json' ? undefined : rawAvroEncoder(encoding.type);
   const client = toKafkaClient(options.kafka);
   const compression = options.compression as CompressionCode | undefined;
   let producer: KafkaProducer | undefined;
@@ -81,8 +85,21 @@ export function kafkaPublishSink(
     readyTopics.add(topic);
   }
 
+  /** The headers every message of the batch carries (the row number is added per message). */
+  function commonHeaders(batch: Batch<Row>): Record<string, string> {
+    const headers: Record<string, string> = {
+      [HEADER.stream]: batch.stream,
+      [HEADER.source]: String(batch.meta.source ?? ''),
+      [HEADER.row]: '',
+      [HEADER.kind]: String(batch.meta.kind ?? ''),
+    };
+    if (encoder?.schemaId) headers[HEADER.schema] = encoder.schemaId;
+    return headers;
+  }
+
   return {
     name: 'kafka-publish',
+    acceptsRaw: true,
     get published() {
       return published;
     },
@@ -90,25 +107,63 @@ export function kafkaPublishSink(
     get loadLog() {
       return options.checkpoints.loadLog;
     },
-    async write(batch: Batch<Row>): Promise<WriteResult> {
-      if (batch.rows.length) {
+    async write(input: Batch<Row>): Promise<WriteResult> {
+      let batch = input;
+      // A raw batch's outcome: the sink ran its steps, so it reports rows kept and dropped.
+      let rawResult: { rows: number; filtered: Record<string, number> } | undefined;
+      let encodedRaw = false;
+      if (batch.raw) {
+        const p = await connect();
+        const raw = batch.raw;
+        const encoded =
+          rawAvro && encoder?.prefix && !batch.meta.onError
+            ? rawAvro.encode(raw, options.key, encoder.prefix)
+            : undefined;
+        if (encoded) {
+          const topic = topicFor(batch.stream);
+          await ensureTopic(topic);
+          const headers = commonHeaders(batch);
+          for (let start = 0; start < encoded.values.length; start += chunk) {
+            const messages: OutgoingMessage[] = [];
+            for (let i = start; i < Math.min(start + chunk, encoded.values.length); i++) {
+              messages.push({
+                key: encoded.keys[i]!,
+                value: encoded.values[i]!,
+                headers: { ...headers, [HEADER.row]: String(encoded.records[i]) },
+              });
+            }
+            await p.send(topic, messages, compression);
+            published += messages.length;
+          }
+          rawResult = { rows: encoded.values.length, filtered: encoded.filtered };
+          encodedRaw = true;
+        } else {
+          // Not the default schema, steps beyond skip-rows, a reject policy or irregular
+          // records: the row path (which names the file and line of bad input). The sink took
+          // the batch raw, so it reports the rows and what the steps dropped itself.
+          batch = materialize(batch);
+          const filtered: Record<string, number> = {};
+          for (const [name, count] of Object.entries(batch.meta.filtered))
+            if (count !== (input.meta.filtered[name] ?? 0))
+              filtered[name] = count - (input.meta.filtered[name] ?? 0);
+          rawResult = { rows: batch.rows.length, filtered };
+        }
+      }
+      if (!encodedRaw && batch.rows.length) {
         const p = await connect();
         const topic = topicFor(batch.stream);
         await ensureTopic(topic);
+        const headers = commonHeaders(batch);
         const firstRow = Number(batch.position['row'] ?? batch.rows.length) - batch.rows.length;
         for (let start = 0; start < batch.rows.length; start += chunk) {
           const messages = batch.rows.slice(start, start + chunk).map((row, i) => {
-            const headers: Record<string, string> = {
-              [HEADER.stream]: batch.stream,
-              [HEADER.source]: String(batch.meta.source ?? ''),
-              [HEADER.row]: String(batch.meta.locations?.[start + i]?.record ?? firstRow + start + i + 1),
-              [HEADER.kind]: String(batch.meta.kind ?? ''),
-            };
-            if (encoder?.schemaId) headers[HEADER.schema] = encoder.schemaId;
             const message: OutgoingMessage = {
               key: messageKey(row, options.key),
               value: encoder!.encode(row),
-              headers,
+              headers: {
+                ...headers,
+                [HEADER.row]: String(batch.meta.locations?.[start + i]?.record ?? firstRow + start + i + 1),
+              },
             };
             return message;
           });
@@ -121,7 +176,9 @@ export function kafkaPublishSink(
       // Every message of this batch is acknowledged; the checkpoint store commits the position
       // (and load row) when the unit ends, never before (issue 6: "moves only after every
       // message of the file is acknowledged").
-      return options.checkpoints.write({ ...batch, rows: [] });
+      const { raw: _unused, ...rest } = batch;
+      const written = await options.checkpoints.write({ ...rest, rows: [] });
+      return rawResult ? { ...written, ...rawResult } : written;
     },
     async abort(error, stream) {
       await options.checkpoints.abort?.(error, stream);
