@@ -13,6 +13,7 @@ import {
   platformaticClient,
 } from '../src/index.js';
 import { FAST_CONSUMER, fastKafkaConfig, fastPlatformaticOptions } from '../src/testing/index.js';
+import { readTopic } from './read-topic.js';
 
 /**
  * The Kafka stages against the contracts every source and sink keeps (issue 16), over both
@@ -39,39 +40,11 @@ async function createTopic(k: KafkaInput, topic: string, partitions: number): Pr
 
 /** Every message of a topic as rows, last value per id winning (what an upserting reader keeps). */
 async function topicRows(k: KafkaInput, topic: string, stream: string): Promise<Row[]> {
-  const client = toKafkaClient(k);
-  const admin = await client.admin();
-  const ends = await admin.topicOffsets(topic);
-  await admin.close();
-  const total = ends.reduce((n, o) => n + Number(o.high), 0);
   const byId = new Map<string, Row>();
-  if (total === 0) return [];
-  const consumer = client.groupConsumer({
-    ...FAST_CONSUMER,
-    maxBytesPerPartition: 1 << 20,
-    maxBytes: 1 << 20,
-    readUncommitted: false,
-    groupId: name('reader'),
-    topic,
-  });
-  let seen = 0;
-  await new Promise<void>((resolve, reject) => {
-    consumer
-      .run({
-        fail: reject,
-        eachBatch: async ({ messages, resolveOffset }) => {
-          for (const message of messages) {
-            seen++;
-            const row = JSON.parse(String(message.value)) as Row;
-            if (String(message.headers['tributary-stream']) === stream) byId.set(String(row['id']), row);
-            resolveOffset(message.offset);
-          }
-          if (seen === total) resolve();
-        },
-      })
-      .catch(reject);
-  });
-  await consumer.close();
+  for (const message of await readTopic(k, topic)) {
+    const row = JSON.parse(String(message.value)) as Row;
+    if (String(message.headers['tributary-stream']) === stream) byId.set(String(row['id']), row);
+  }
   return [...byId.values()];
 }
 

@@ -5,9 +5,10 @@ import type { Batch, RawCsv, Row } from '@tributary/core';
 import { memorySink } from '@tributary/core/testing';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, inject, it } from 'vitest';
-import { type ConsumedMessage, type KafkaInput, toKafkaClient } from '../src/client/index.js';
+import type { ConsumedMessage, KafkaInput } from '../src/client/index.js';
 import { kafkaPublishSink, platformaticClient } from '../src/index.js';
-import { FAST_CONSUMER, fastPlatformaticOptions } from '../src/testing/index.js';
+import { fastPlatformaticOptions } from '../src/testing/index.js';
+import { readTopic } from './read-topic.js';
 
 /**
  * The publisher's pass-through path (issue 18): a raw CSV batch becomes the same messages the
@@ -50,32 +51,8 @@ function rawBatch(parsed: { calls: number }): Batch<Row> {
 }
 
 /** Every message of a topic, by key. */
-async function readTopic(k: KafkaInput, topic: string, total: number): Promise<Map<string, ConsumedMessage>> {
-  const consumer = toKafkaClient(k).groupConsumer({
-    ...FAST_CONSUMER,
-    maxBytesPerPartition: 1 << 20,
-    maxBytes: 1 << 20,
-    readUncommitted: false,
-    groupId: `g-${topic}`,
-    topic,
-  });
-  const byKey = new Map<string, ConsumedMessage>();
-  await new Promise<void>((resolve, reject) => {
-    consumer
-      .run({
-        fail: reject,
-        eachBatch: async ({ messages, resolveOffset }) => {
-          for (const message of messages) {
-            byKey.set(String(message.key), message);
-            resolveOffset(message.offset);
-          }
-          if (byKey.size === total) resolve();
-        },
-      })
-      .catch(reject);
-  });
-  await consumer.close();
-  return byKey;
+async function byKey(k: KafkaInput, topic: string): Promise<Map<string, ConsumedMessage>> {
+  return new Map((await readTopic(k, topic)).map((m) => [String(m.key), m]));
 }
 
 describe('publishing raw CSV batches', () => {
@@ -117,7 +94,7 @@ describe('publishing raw CSV batches', () => {
     });
     await rowSink.close();
 
-    const [a, b] = await Promise.all([readTopic(k, viaRaw, 4), readTopic(k, viaRows, 4)]);
+    const [a, b] = await Promise.all([byKey(k, viaRaw), byKey(k, viaRows)]);
     expect([...a.keys()].sort()).toEqual(['A1', 'A2', 'A3', 'A5']);
     for (const [key, message] of b) {
       const other = a.get(key)!;
