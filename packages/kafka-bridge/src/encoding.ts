@@ -1,6 +1,7 @@
-import type { Row } from '@tributary/core';
+import type { RawCsv, Row } from '@tributary/core';
 import { TributaryError } from '@tributary/core';
 import avro from 'avsc';
+import { avroBodiesToCsv, avroRawCsv, type StringRecordShape, stringRecordShape } from './avro-csv.js';
 
 /**
  * Message values: Avro single-object encoding by default (Avro spec: 0xC3 0x01 marker, the
@@ -123,10 +124,26 @@ export interface DecoderOptions {
 }
 
 /**
+ * `createDecoder()`'s decoder: a function from a message value to its row, which also converts a
+ * whole slice of values to CSV for the pass-through path (`rawCsv`).
+ */
+export interface Decoder {
+  (value: Buffer | null): Promise<Row>;
+  /**
+   * The values as one pass-through batch payload (`RawCsv`, for a sink that COPYs CSV), without
+   * making rows, when every value is single-object Avro of one writer schema that is a record of
+   * `"string"` or `["null","string"]` fields (what `schemaFromColumns` gives) and decodes cleanly,
+   * and the values do not hold both nulls and empty strings. Otherwise undefined: decode each value.
+   * `kafkaSubscribeSource` calls it when its `decode` is this decoder.
+   */
+  rawCsv(values: readonly (Buffer | null)[]): Promise<RawCsv | undefined>;
+}
+
+/**
  * Decodes Tributary message values into rows: the decoder other services use. Detects the
  * format from the first bytes: single-object Avro (C3 01), Confluent (00 + id), else JSON.
  */
-export function createDecoder(options: DecoderOptions = {}): (value: Buffer | null) => Promise<Row> {
+export function createDecoder(options: DecoderOptions = {}): Decoder {
   const types = new Map<string, AvroType>();
   const typeFor = async (cacheKey: string, load: () => Promise<string | undefined>): Promise<AvroType> => {
     const cached = types.get(cacheKey);
@@ -137,9 +154,9 @@ export function createDecoder(options: DecoderOptions = {}): (value: Buffer | nu
     types.set(cacheKey, type);
     return type;
   };
-  return async (value) => {
+  const decode = async (value: Buffer | null): Promise<Row> => {
     if (!value || value.length === 0) throw new TributaryError('POISON_MESSAGE', 'empty message value');
-    if (value[0] === 0xc3 && value[1] === 0x01 && value.length >= 10) {
+    if (isSingleObject(value)) {
       const fingerprint = value.subarray(2, 10).toString('hex');
       if (!options.schemas)
         throw new TributaryError(
@@ -167,6 +184,44 @@ export function createDecoder(options: DecoderOptions = {}): (value: Buffer | nu
       });
     }
   };
+
+  // Per writer fingerprint: the shape the pass-through path converts, or null when it cannot.
+  const shapes = new Map<string, StringRecordShape | null>();
+  const shapeFor = async (fingerprint: Buffer): Promise<StringRecordShape | undefined> => {
+    const hex = fingerprint.toString('hex');
+    let shape = shapes.get(hex);
+    if (shape === undefined) {
+      const lookup = options.schemas;
+      if (!lookup) return undefined;
+      // An unknown or unreadable schema is the row path's to report (poison, dead letter).
+      const type = await typeFor(`fp:${hex}`, () => lookup(hex)).catch(() => undefined);
+      if (!type) return undefined;
+      shape = stringRecordShape(type) ?? null;
+      shapes.set(hex, shape);
+    }
+    return shape ?? undefined;
+  };
+  const rawCsv = async (values: readonly (Buffer | null)[]): Promise<RawCsv | undefined> => {
+    const first = values[0];
+    if (!first || !isSingleObject(first)) return undefined;
+    const fingerprint = first.subarray(2, 10);
+    const bodies: Buffer[] = new Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i];
+      // One writer schema per batch: its fields are the CSV header.
+      if (!value || !isSingleObject(value) || fingerprint.compare(value, 2, 10) !== 0) return undefined;
+      bodies[i] = value.subarray(10);
+    }
+    const shape = await shapeFor(fingerprint);
+    if (!shape) return undefined;
+    const csv = avroBodiesToCsv(shape, bodies);
+    return csv && avroRawCsv(shape, csv);
+  };
+  return Object.assign(decode, { rawCsv });
+}
+
+function isSingleObject(value: Buffer): boolean {
+  return value[0] === 0xc3 && value[1] === 0x01 && value.length >= 10;
 }
 
 function decodeBody(type: AvroType, body: Buffer): Row {

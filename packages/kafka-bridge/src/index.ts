@@ -23,6 +23,7 @@ export {
   canonicalSchema,
   createDecoder,
   createEncoder,
+  type Decoder,
   type DecoderOptions,
   type Encoder,
   type EncodingOptions,

@@ -3,6 +3,7 @@ import {
   type EmitEvent,
   faultPoint,
   type Position,
+  type RawCsv,
   type ReadContext,
   type Row,
   type Source,
@@ -15,6 +16,7 @@ import {
   toKafkaClient,
 } from './client/index.js';
 import { type DeadLetter, deadLetter } from './dead-letter.js';
+import type { Decoder } from './encoding.js';
 import { prepareGroup } from './group-offsets.js';
 import { type KafkaRange, kafkaRange } from './meta.js';
 import { type ResolvedSubscribeOptions, resolveSubscribeOptions, type SubscribeOptions } from './options.js';
@@ -167,7 +169,7 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
               return;
             }
             const slice = messages.slice(start, start + maxRows);
-            const { rows, offsets } = await decodeSlice(options, slice, {
+            const { rows, raw, offsets } = await decodeSlice(options, slice, {
               topic: batch.topic,
               partition,
               stream,
@@ -179,7 +181,7 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
             const position: KafkaPosition = { topic: batch.topic, partition, offset: last.offset };
             lastPositions.set(partition, position);
             const item: Pending = {
-              batch: sliceBatch(stream, position, slice, rows, offsets, previous),
+              batch: sliceBatch(stream, position, slice, { rows, raw, offsets }, previous),
             };
             previous = { ...position };
             const settled = new Promise<void>((resolve, reject) => {
@@ -301,15 +303,35 @@ interface SliceOrigin {
   emit: ReadContext['emit'];
 }
 
+/** A slice's records: rows, or pass-through CSV (`rows` empty), with the offset of each record. */
+interface SliceRecords {
+  rows: Row[];
+  raw?: RawCsv | undefined;
+  offsets: string[];
+}
+
+/** The pass-through conversion of `createDecoder()`'s decoder, when `decode` is one. */
+function rawCsvOf(decode: ResolvedSubscribeOptions['decode']): Decoder['rawCsv'] | undefined {
+  const rawCsv = (decode as Partial<Decoder>).rawCsv;
+  return typeof rawCsv === 'function' ? rawCsv : undefined;
+}
+
 /**
  * A slice of a fetch decoded into rows, with the offsets of the messages that became rows. An
  * undecodable message fails the stream (`poison: 'fail'`) or goes to the dead-letter topic.
+ * When `decode` is `createDecoder()`'s and the slice is all Avro of one record of strings, it is
+ * handed over as CSV instead (pass-through: the sink COPYs it, no row objects are made).
  */
 async function decodeSlice(
   options: ResolvedSubscribeOptions,
   slice: readonly ConsumedMessage[],
   origin: SliceOrigin,
-): Promise<{ rows: Row[]; offsets: string[] }> {
+): Promise<SliceRecords> {
+  const rawCsv = rawCsvOf(options.decode);
+  if (rawCsv) {
+    const raw = await rawCsv(slice.map((m) => m.value));
+    if (raw) return { rows: [], raw, offsets: slice.map((m) => m.offset) };
+  }
   const rows: Row[] = [];
   const offsets: string[] = [];
   for (const message of slice) {
@@ -345,21 +367,22 @@ function sliceBatch(
   stream: string,
   position: KafkaPosition,
   slice: readonly ConsumedMessage[],
-  rows: Row[],
-  offsets: string[],
+  { rows, raw, offsets }: SliceRecords,
   previous: Position | null,
 ): Batch<Row> {
   const first = slice[0]!.offset;
+  const records = raw ? raw.records : rows.length;
   return {
     stream,
     rows,
+    ...(raw ? { raw } : {}),
     position: { ...position },
     meta: {
       source: `${position.topic}/${position.partition}/${first}-${position.offset}`,
       commit: true,
       lastOfUnit: true,
       rowsRead: slice.length,
-      filtered: rows.length < slice.length ? { 'dead-letter': slice.length - rows.length } : {},
+      filtered: records < slice.length ? { 'dead-letter': slice.length - records } : {},
       fence: { after: previous },
       own: {
         topic: position.topic,

@@ -2,7 +2,7 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
 
 import { randomBytes } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { pipeline, type Row } from '@tributary/core';
+import { cleanText, pipeline, type Row, skipRows } from '@tributary/core';
 import { memorySink, memorySource } from '@tributary/core/testing';
 import { pgSink } from '@tributary/pg-sink';
 import { Kafka } from 'kafkajs';
@@ -152,6 +152,125 @@ describe.each(CLIENTS)('kafka bridge on $name (over TCP)', ({ kafka, quiet }) =>
     );
     expect(stored.map((s) => Number(s?.['offset']) + 1).reduce((a, b) => a + b, 0)).toBe(55);
   });
+
+  // Pass-through: createDecoder's Avro of strings reaches pg-sink as CSV (no row objects); the
+  // table must hold exactly what the row path gives, declarative transforms run in SQL included.
+  it.each([
+    { values: 'empty strings, no nulls', empty: '', emptyAsNull: false },
+    { values: 'nulls, no empty strings', empty: null, emptyAsNull: true },
+  ])(
+    'subscribes Avro as raw CSV into pg-sink with $values, as the row path does',
+    async ({ empty, emptyAsNull }) => {
+      const k = kafka();
+      const topic = topicName();
+      const nasty = [
+        'a,b',
+        'say "hi"',
+        'two\nlines',
+        'cr\r\nlf',
+        '  Grüße 🎉  ',
+        '"',
+        ',',
+        'DROP',
+        '\\.',
+        'x',
+      ];
+      const published = Array.from({ length: 60 }, (_, i) => ({
+        id: `K${i}`,
+        value: i % 7 === 3 ? empty : nasty[i % nasty.length],
+        note: i % 5 === 0 ? empty : ` ${nasty[(i + 3) % nasty.length]} `,
+      }));
+      const checkpoints = memorySink();
+      const publisher = kafkaPublishSink({
+        kafka: k,
+        topic,
+        key: ['id'],
+        columns: ['id', 'value', 'note'],
+        createTopics: { partitions: 2 },
+        checkpoints,
+      });
+      await pipeline(memorySource({ stream: 'files/nasty', units: [[published]] }), publisher);
+      await publisher.close();
+
+      const db = await createTestDatabase();
+      const decoder = createDecoder({ schemas: schemaTopicLookup(k, topic) });
+      const subscribe = async (
+        table: string,
+        decode: typeof decoder | ((value: Buffer | null) => Promise<Row>),
+      ) => {
+        const sink = pgSink({
+          pool: db.pool,
+          schema: `ctl_${table}`,
+          lock: { enabled: false },
+          targets: () => ({
+            schema: 'public',
+            table,
+            key: ['id'],
+            columns: [
+              { name: 'id', type: 'text' },
+              { name: 'value', type: 'text' },
+              { name: 'note', type: 'text' },
+            ],
+            createTable: true,
+            mode: 'upsert',
+          }),
+        });
+        const seen = { raw: 0, rows: 0, emptyAsNull: new Set<boolean>() };
+        const write = sink.write.bind(sink);
+        sink.write = (batch) => {
+          if (batch.raw) {
+            seen.raw++;
+            seen.emptyAsNull.add(batch.raw.emptyAsNull);
+          } else seen.rows += batch.rows.length;
+          return write(batch);
+        };
+        const filtered: Record<string, number> = {};
+        await pipeline(
+          kafkaSubscribeSource({
+            consumer: FAST_CONSUMER,
+            kafka: k,
+            topic,
+            groupId: `g-${table}`,
+            decode,
+            maxRows: 7,
+            exitWhenIdle: true,
+          }),
+          skipRows('dropped', { column: 'value', oneOf: ['drop'], trim: true, ignoreCase: true }),
+          cleanText({
+            note: { trim: true, case: 'upper', collapse: { chars: ' \n', into: '_' }, emptyToNull: false },
+          }),
+          sink,
+          {
+            onEvent: (event) => {
+              if (event.type === 'batch-written')
+                for (const [name, n] of Object.entries(event.filtered))
+                  filtered[name] = (filtered[name] ?? 0) + n;
+            },
+          },
+        );
+        await sink.close();
+        const content = await db.pool.query<Row>(`SELECT id, value, note FROM public.${table} ORDER BY id`);
+        return { content: content.rows, seen, filtered };
+      };
+      const rowPath = await subscribe('by_rows', (value) => decoder(value));
+      const rawPath = await subscribe('by_raw', decoder);
+      expect(rowPath.seen.raw).toBe(0);
+      expect(rawPath.seen.rows).toBe(0);
+      // A slice without nulls reads empty fields as '' (emptyAsNull false) either way.
+      expect(rawPath.seen.emptyAsNull.has(emptyAsNull)).toBe(true);
+      expect(rawPath.seen.raw).toBeGreaterThan(0);
+      expect(rawPath.content).toEqual(rowPath.content);
+      expect(rawPath.filtered).toEqual(rowPath.filtered);
+      expect(rowPath.filtered['dropped']).toBe(published.filter((r) => r.value === 'DROP').length);
+      expect(rawPath.content).toHaveLength(published.length - rowPath.filtered['dropped']!);
+      expect(rawPath.content.find((r) => r['id'] === 'K3')).toEqual({
+        id: 'K3',
+        value: empty,
+        note: expect.any(String),
+      });
+      expect(rawPath.content.find((r) => r['id'] === 'K2')?.['value']).toBe('two\nlines');
+    },
+  );
 
   it('a restarted subscriber resumes after the stored offsets: nothing applied twice', async () => {
     const k = kafka();
