@@ -84,31 +84,31 @@ export function platformaticGroupConsumer(base: BaseOptions, config: GroupConsum
           retriable: true,
         });
       }
-      let complete = true;
-      for (const [partition, batch] of byPartition(messages)) {
-        if (!running) return;
-        if (!assigned(partition)) {
-          complete = false;
-          continue;
-        }
-        const last = batch[batch.length - 1]!.offset;
-        let resolved = -1n;
-        await handlers.eachBatch({
-          topic,
-          partition,
-          messages: batch.map(toConsumedMessage),
-          isStale: () => !running || current !== stream || !assigned(partition),
-          heartbeat: async () => undefined, // platformatic heartbeats on its own timer
-          resolveOffset: (offset) => {
-            const o = BigInt(offset);
-            if (o > resolved) resolved = o;
-          },
-        });
-        if (resolved < last) {
-          complete = false;
-          break;
-        }
-      }
+      // Each partition's batch is handed over at once, so that one partition's rows decode
+      // while another's are written (kafkajs: `partitionsConsumedConcurrently`).
+      const outcomes = await Promise.allSettled(
+        [...byPartition(messages)].map(async ([partition, batch]): Promise<boolean> => {
+          if (!running || !assigned(partition)) return false;
+          const last = batch[batch.length - 1]!.offset;
+          let resolved = -1n;
+          await handlers.eachBatch({
+            topic,
+            partition,
+            messages: batch.map(toConsumedMessage),
+            isStale: () => !running || current !== stream || !assigned(partition),
+            heartbeat: async () => undefined, // platformatic heartbeats on its own timer
+            resolveOffset: (offset) => {
+              const o = BigInt(offset);
+              if (o > resolved) resolved = o;
+            },
+          });
+          return resolved >= last;
+        }),
+      );
+      if (!running) return;
+      const failed = outcomes.find((o) => o.status === 'rejected');
+      if (failed) throw failed.reason;
+      const complete = outcomes.every((o) => o.status === 'fulfilled' && o.value);
       if (!complete && running) await replaceStream();
     }
   }
@@ -201,15 +201,27 @@ function byPartition(
   return groups;
 }
 
+/**
+ * platformatic's message in the seam's shape. The headers (a map of buffers there, a record of
+ * names here) are converted when first read, as the pass-through path never reads them; the
+ * getters are own properties, so a copy of the message (`{ ...message }`) still has them.
+ */
 function toConsumedMessage(message: Message<Buffer, Buffer, Buffer, Buffer>): ConsumedMessage {
-  const headers: Record<string, Buffer> = {};
-  for (const [name, value] of message.headers) headers[name.toString()] = value;
+  let headers: Record<string, Buffer> | undefined;
   return {
     key: message.key ?? null,
     value: message.value ?? null,
-    headers,
+    get headers() {
+      if (!headers) {
+        headers = {};
+        for (const [name, value] of message.headers) headers[name.toString()] = value;
+      }
+      return headers;
+    },
     offset: message.offset.toString(),
-    timestamp: message.timestamp.toString(),
+    get timestamp() {
+      return message.timestamp.toString();
+    },
     attributes: 0,
   };
 }
