@@ -114,7 +114,10 @@ export async function createEncoder(options: EncodingOptions): Promise<Encoder> 
 }
 
 /** Finds writer schemas by fingerprint (hex) for single-object decoding. */
-export type SchemaLookup = (fingerprintHex: string) => Promise<string | undefined>;
+export type SchemaLookup = ((fingerprintHex: string) => Promise<string | undefined>) & {
+  /** Loads ahead what lookups will need (e.g. reads the schemas topic), so the first one does not wait. */
+  prepare?(): Promise<void>;
+};
 
 export interface DecoderOptions {
   /** Single-object encoding: where writer schemas are found (e.g. `schemaTopicLookup`). */
@@ -137,6 +140,12 @@ export interface Decoder {
    * `kafkaSubscribeSource` calls it when its `decode` is this decoder.
    */
   rawCsv(values: readonly (Buffer | null)[]): Promise<RawCsv | undefined>;
+  /**
+   * Loads the writer schemas ahead (`schemas.prepare()`), so the first message does not wait for
+   * them. `kafkaSubscribeSource` calls it while it joins its group. A failure is left to the
+   * lookups themselves to report.
+   */
+  prepare(): Promise<void>;
 }
 
 /**
@@ -217,7 +226,10 @@ export function createDecoder(options: DecoderOptions = {}): Decoder {
     const csv = avroBodiesToCsv(shape, bodies);
     return csv && avroRawCsv(shape, csv);
   };
-  return Object.assign(decode, { rawCsv });
+  const prepare = async () => {
+    await options.schemas?.prepare?.();
+  };
+  return Object.assign(decode, { rawCsv, prepare });
 }
 
 function isSingleObject(value: Buffer): boolean {

@@ -57,13 +57,15 @@ export function schemaTopicLookup(kafka: KafkaInput, topic: string): SchemaLooku
       await consumer.close();
     }
   };
-  return async (fingerprint) => {
-    if (!schemas.has(fingerprint)) {
-      loading ??= load().finally(() => {
-        loading = undefined;
-      });
-      await loading;
-    }
+  const loaded = async () => {
+    loading ??= load().finally(() => {
+      loading = undefined;
+    });
+    await loading;
+  };
+  const lookup = async (fingerprint: string) => {
+    if (!schemas.has(fingerprint)) await loaded();
     return schemas.get(fingerprint);
   };
+  return Object.assign(lookup, { prepare: loaded });
 }

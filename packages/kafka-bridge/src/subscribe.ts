@@ -95,6 +95,8 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         extra,
       });
       consumer = c;
+      // createDecoder()'s decoder reads the writer schemas while the group is joined.
+      void (options.decode as Partial<Decoder>).prepare?.().catch(() => undefined);
       const endOffsets = await prepareGroup({ ...options, client, streamFor }, ctx);
       const dlq = deadLetter(client);
 
