@@ -171,11 +171,31 @@ export async function runChain(source: Source<Row>, chain: Chain): Promise<Pipel
         },
     );
 
+    // A sink whose streams write independently gets one lane per stream: a stream's batches
+    // follow each other, different streams' overlap (the gate still bounds them all).
+    const lanes = target.concurrentStreams ? new Map<string, Promise<void>>() : undefined;
     const sinkStream = new Writable({
       objectMode: true,
       highWaterMark: 1,
       write(batch: Batch<Row>, _encoding, callback) {
-        writeBatch(batch).then(() => callback(), callback);
+        if (!lanes) {
+          writeBatch(batch).then(() => callback(), callback);
+          return;
+        }
+        const stream = batch.stream;
+        // A failed write fails the rest of its lane unwritten, and the whole chain.
+        const lane = (lanes.get(stream) ?? Promise.resolve()).then(() => writeBatch(batch));
+        lanes.set(stream, lane);
+        lane.then(
+          () => {
+            if (lanes.get(stream) === lane) lanes.delete(stream);
+          },
+          (error: unknown) => sinkStream.destroy(error as Error),
+        );
+        callback();
+      },
+      final(callback) {
+        Promise.all(lanes?.values() ?? []).then(() => callback(), callback);
       },
     });
 
@@ -246,6 +266,8 @@ export async function runChain(source: Source<Row>, chain: Chain): Promise<Pipel
       const firstError =
         controller.signal.aborted && !options.signal?.aborted ? controller.signal.reason : error;
       controller.abort(error);
+      // Writes still running on other lanes end (commit or fail) before the rollback.
+      await Promise.allSettled(lanes?.values() ?? []);
       const failure =
         isAbortError(firstError) && options.signal?.aborted
           ? new TributaryError('ABORTED', 'pipeline aborted', { cause: options.signal.reason })

@@ -154,6 +154,7 @@ async function runIsolated(
         write: (batch) => sink.write(batch),
         checkpoint: (s) => sink.checkpoint(s),
         ...(sink.acceptsRaw ? { acceptsRaw: true } : {}),
+        ...(sink.concurrentStreams ? { concurrentStreams: true } : {}),
         ...(sink.loadLog ? { loadLog: sink.loadLog } : {}),
         ...(sink.abort ? { abort: (error: Error) => sink.abort!(error, stream) } : {}),
       };

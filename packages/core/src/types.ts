@@ -321,6 +321,13 @@ export interface Sink<R = Row> extends CheckpointStore {
   write(batch: Batch<R>): Promise<WriteResult>;
   /** Takes raw CSV batches (`Batch.raw`) as they are; otherwise `pipeline()` parses them first. */
   readonly acceptsRaw?: boolean;
+  /**
+   * Writes of different streams may overlap (each stream has its own connection and
+   * transaction). `pipeline()` then writes a source's interleaved streams (a Kafka topic's
+   * partitions) side by side, each stream's batches still one after another in order, at most
+   * `maxInFlight` at once. Without it, every write waits for the one before.
+   */
+  readonly concurrentStreams?: boolean;
   /** The load log the pipeline hands to the source (see ReadContext.loads). */
   readonly loadLog?: LoadLog;
   /**

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { filter, pipeline, type Row, type Sink, TributaryError } from '../src/index.js';
+import {
+  type Batch,
+  filter,
+  pipeline,
+  type Row,
+  type Sink,
+  type Source,
+  TributaryError,
+} from '../src/index.js';
 import { deferred, memorySink, memorySource } from '../src/testing/index.js';
 
 const rows = (n: number, from = 0): Row[] => Array.from({ length: n }, (_, i) => ({ id: from + i }));
@@ -216,5 +224,116 @@ describe('pipeline() retries', () => {
       /still down/,
     );
     expect(attempts).toBe(2);
+  });
+});
+
+/** One source interleaving two streams' batches (a Kafka topic's partitions): a0 b0 a1 b1 …, each batch a unit. */
+function interleaved(perStream: number): Source<Row> & { committedBatches: Batch<Row>[] } {
+  const committedBatches: Batch<Row>[] = [];
+  return {
+    name: 'interleaved',
+    committedBatches,
+    async *read() {
+      for (let i = 0; i < perStream; i++) {
+        for (const stream of ['a', 'b']) {
+          yield {
+            stream,
+            rows: [{ id: `${stream}${i}` }],
+            position: { i },
+            meta: { source: `${stream}${i}`, commit: true, lastOfUnit: true, rowsRead: 1, filtered: {} },
+          };
+        }
+      }
+    },
+    async committed(batch) {
+      committedBatches.push(batch);
+    },
+  };
+}
+
+describe('pipeline() with a sink whose streams write independently (concurrentStreams)', () => {
+  /** A sink that logs each write's start and end; `gate(batch)` may hold a write open. */
+  function laneSink(gate: (batch: Batch<Row>) => Promise<void> | undefined, concurrentStreams: boolean) {
+    const log: string[] = [];
+    let active = 0;
+    let maxActive = 0;
+    const sink: Sink = {
+      name: 'lanes',
+      concurrentStreams,
+      checkpoint: async () => null,
+      async write(batch) {
+        const id = String(batch.rows[0]!['id']);
+        active++;
+        maxActive = Math.max(maxActive, active);
+        log.push(`start ${id}`);
+        try {
+          await gate(batch);
+        } finally {
+          active--;
+        }
+        log.push(`end ${id}`);
+        return { committed: true };
+      },
+      async abort() {
+        log.push('abort');
+      },
+    };
+    return { sink, log, maxActive: () => maxActive };
+  }
+
+  it("writes different streams' batches side by side, each stream's in order", async () => {
+    const source = interleaved(3);
+    // a's write i ends only once b's write i has started: writes that never overlap would hang here.
+    const bStarted = [deferred(), deferred(), deferred()];
+    const { sink, log, maxActive } = laneSink((batch) => {
+      const i = Number(batch.position['i']);
+      if (batch.stream === 'b') bStarted[i]!.resolve();
+      return batch.stream === 'a' ? bStarted[i]!.promise : undefined;
+    }, true);
+    const result = await pipeline(source, sink, { maxInFlight: 2 });
+    expect(result.commits).toBe(6);
+    expect(maxActive()).toBe(2);
+    const ofStream = (s: string) => log.filter((l) => l.includes(` ${s}`));
+    expect(ofStream('a')).toEqual(['start a0', 'end a0', 'start a1', 'end a1', 'start a2', 'end a2']);
+    expect(ofStream('b')).toEqual(['start b0', 'end b0', 'start b1', 'end b1', 'start b2', 'end b2']);
+    expect(source.committedBatches.map((b) => b.rows[0]!['id']).sort()).toEqual([
+      'a0',
+      'a1',
+      'a2',
+      'b0',
+      'b1',
+      'b2',
+    ]);
+  });
+
+  it('without the capability, each write waits for the one before', async () => {
+    const { sink, maxActive } = laneSink(() => new Promise((resolve) => setImmediate(resolve)), false);
+    const result = await pipeline(interleaved(3), sink, { maxInFlight: 2 });
+    expect(result.commits).toBe(6);
+    expect(maxActive()).toBe(1);
+  });
+
+  it('a failing write fails the run; the other stream’s write in flight ends before the rollback', async () => {
+    const source = interleaved(3);
+    const bFailed = deferred();
+    const { sink, log } = laneSink((batch) => {
+      const id = String(batch.rows[0]!['id']);
+      if (id === 'b1') {
+        bFailed.resolve();
+        return Promise.reject(new Error('disk full'));
+      }
+      // a1 is still writing when b1 fails: it ends only after that failure.
+      return id === 'a1' ? bFailed.promise : undefined;
+    }, true);
+    const error = (await pipeline(source, sink, { maxInFlight: 2 }).catch(
+      (e: unknown) => e,
+    )) as TributaryError;
+    expect(error.code).toBe('SINK_FAILED');
+    expect(error.message).toContain('disk full');
+    expect(log.indexOf('end a1')).toBeGreaterThan(-1);
+    expect(log.indexOf('end a1')).toBeLessThan(log.indexOf('abort'));
+    expect(log).not.toContain('start a2');
+    expect(log).not.toContain('start b2');
+    expect(source.committedBatches.map((b) => b.rows[0]!['id'])).not.toContain('b1');
   });
 });

@@ -63,6 +63,8 @@ class PgSinkImpl implements PgSink {
   readonly name = 'pg-sink';
   /** Raw CSV batches are COPYed as they are; their declarative steps run in the merge. */
   readonly acceptsRaw = true;
+  /** Each stream writes on its own connection and transaction (`#session`), serialised per stream. */
+  readonly concurrentStreams = true;
   readonly pool: pg.Pool;
   readonly schema: string;
   readonly loadLog: LoadLog;
