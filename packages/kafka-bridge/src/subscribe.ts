@@ -65,6 +65,9 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
       let wake: (() => void) | undefined;
       let failure: unknown;
       let finished = false;
+      // Set once read() ends: a slice decoded after that is never queued (nobody would commit
+      // or release it, and the client's stop() would wait on its eachBatch forever).
+      let closed = false;
       const notify = () => {
         const w = wake;
         wake = undefined;
@@ -178,6 +181,10 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
               dlq,
               emit: ctx.emit,
             });
+            if (closed) {
+              stopped = true;
+              return;
+            }
             consumed += slice.length;
             const last = slice[slice.length - 1]!;
             const position: KafkaPosition = { topic: batch.topic, partition, offset: last.offset };
@@ -263,6 +270,7 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         if (tick) clearInterval(tick);
         // Batches handed over or still queued never commit now: release every eachBatch call
         // waiting on them, or kafkajs' stop() would wait for them forever.
+        closed = true;
         for (const item of [...pendingCommits.values(), ...queue.splice(0)])
           item.done?.reject(new TributaryError('ABORTED', 'subscriber stopped'));
         pendingCommits.clear();

@@ -102,8 +102,9 @@ export interface GroupConsumerConfig {
 
 export interface GroupConsumerHandlers {
   /**
-   * Called for one partition's batch at a time; the next batch of any partition is not handed
-   * over before it settles. Throwing makes the client rejoin and refetch (never a silent skip).
+   * Called with one partition's batch; different partitions' batches may be in hand at once,
+   * but a partition's next batch is not handed over before its last one settles. Throwing makes
+   * the client rejoin and refetch (never a silent skip).
    */
   eachBatch(batch: FetchedBatch): Promise<void>;
   /** The client gave up (no rejoin will follow): the subscriber fails with this error. */

@@ -1,0 +1,73 @@
+import { pipeline, type TributaryError } from '@tributary/core';
+import { deferred, memorySink } from '@tributary/core/testing';
+import { describe, expect, it } from 'vitest';
+import type { ConsumedMessage, GroupConsumerHandlers, KafkaClient } from '../src/index.js';
+import { kafkaSubscribeSource } from '../src/index.js';
+
+// The subscriber's hand-over logic against an in-memory client seam: which partition's batch
+// arrives when is chosen here, which no broker lets a test do deterministically.
+
+const message = (value: string): ConsumedMessage => ({
+  key: null,
+  value: Buffer.from(value),
+  headers: {},
+  offset: '0',
+  timestamp: '0',
+  attributes: 0,
+});
+
+describe('kafkaSubscribeSource stopping with partitions in flight', () => {
+  it('a partition still decoding when another fails is let go, so the client can stop', async () => {
+    const released = deferred();
+    let slowPartition: Promise<void> | undefined;
+    const client: KafkaClient = {
+      kind: 'kafkajs',
+      producer: () => {
+        throw new Error('this test sends nothing');
+      },
+      admin: async () => ({
+        listTopics: async () => ['t'],
+        createTopics: async () => undefined,
+        topicOffsets: async () => [
+          { partition: 0, low: 0n, high: 1n },
+          { partition: 1, low: 0n, high: 1n },
+        ],
+        committedOffsets: async () => [],
+        setCommittedOffsets: async () => undefined,
+        close: async () => undefined,
+      }),
+      groupConsumer: () => ({
+        async run(handlers: GroupConsumerHandlers) {
+          const handOver = (partition: number, value: string) =>
+            handlers.eachBatch({
+              topic: 't',
+              partition,
+              messages: [message(value)],
+              isStale: () => false,
+              heartbeat: async () => undefined,
+              resolveOffset: () => undefined,
+            });
+          // Partition 1 is still decoding when partition 0's poison message fails the run.
+          slowPartition = handOver(1, 'slow').catch(() => undefined);
+          handOver(0, 'poison').catch((error: unknown) => handlers.fail(error));
+        },
+        commit: async () => undefined,
+        async close() {
+          // As kafkajs' stop(): let the batch in hand finish, and wait for it.
+          released.resolve();
+          await slowPartition;
+        },
+      }),
+    };
+    const decode = async (value: Buffer | null) => {
+      if (String(value) === 'poison') throw new Error('not a ticket');
+      await released.promise;
+      return { value: String(value) };
+    };
+    const sink = memorySink();
+    const source = kafkaSubscribeSource({ kafka: client, topic: 't', groupId: 'g', decode });
+    const error = (await pipeline(source, sink).catch((e: unknown) => e)) as TributaryError;
+    expect(error.code).toBe('POISON_MESSAGE');
+    expect(sink.rows).toEqual([]);
+  });
+});
