@@ -221,10 +221,20 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         },
       });
 
+      const next = (): Pending | undefined => {
+        if (queue.length < 2) return queue.shift();
+        const writing = new Set([...pendingCommits.keys()].map((b) => b.stream));
+        const at = nextSlice(
+          queue.map((q) => q.batch.stream),
+          writing,
+        );
+        return queue.splice(at, 1)[0];
+      };
+
       const tick = options.tickMs ? setInterval(() => notify(), options.tickMs) : undefined;
       try {
         while (!finished) {
-          const item = queue.shift();
+          const item = next();
           if (item) {
             pendingCommits.set(item.batch, item);
             yield item.batch;
@@ -303,6 +313,19 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
       pendingCommits.delete(batch);
     },
   };
+}
+
+/**
+ * Which queued slice to hand on next, by the streams (partitions) of the queue, oldest first:
+ * the oldest of a partition with none awaiting its commit, else the oldest. A sink that writes
+ * partitions side by side then gets different ones to overlap, not two slices of one partition,
+ * which it must write one after the other. Each partition's slices keep their order.
+ */
+export function nextSlice(queued: readonly string[], writing: ReadonlySet<string>): number {
+  return Math.max(
+    queued.findIndex((stream) => !writing.has(stream)),
+    0,
+  );
 }
 
 interface SliceOrigin {

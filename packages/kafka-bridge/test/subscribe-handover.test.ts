@@ -3,6 +3,7 @@ import { deferred, memorySink } from '@tributary/core/testing';
 import { describe, expect, it } from 'vitest';
 import type { ConsumedMessage, GroupConsumerHandlers, KafkaClient } from '../src/index.js';
 import { kafkaSubscribeSource } from '../src/index.js';
+import { nextSlice } from '../src/subscribe.js';
 
 // The subscriber's hand-over logic against an in-memory client seam: which partition's batch
 // arrives when is chosen here, which no broker lets a test do deterministically.
@@ -69,5 +70,17 @@ describe('kafkaSubscribeSource stopping with partitions in flight', () => {
     const error = (await pipeline(source, sink).catch((e: unknown) => e)) as TributaryError;
     expect(error.code).toBe('POISON_MESSAGE');
     expect(sink.rows).toEqual([]);
+  });
+});
+
+describe('nextSlice', () => {
+  it('hands on a partition that is not being written before a second slice of one that is', () => {
+    expect(nextSlice(['p0', 'p0', 'p1'], new Set(['p0']))).toBe(2);
+    expect(nextSlice(['p0', 'p1', 'p0'], new Set(['p0']))).toBe(1);
+  });
+
+  it('otherwise the oldest, so no partition waits behind the others', () => {
+    expect(nextSlice(['p0', 'p0', 'p1'], new Set())).toBe(0);
+    expect(nextSlice(['p0', 'p1'], new Set(['p0', 'p1']))).toBe(0);
   });
 });
