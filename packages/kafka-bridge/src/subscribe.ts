@@ -13,6 +13,7 @@ import {
   type ConsumedMessage,
   type FetchedBatch,
   type GroupConsumer,
+  type GroupConsumerConfig,
   toKafkaClient,
 } from './client/index.js';
 import { type DeadLetter, deadLetter } from './dead-letter.js';
@@ -73,30 +74,7 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
         wake = undefined;
         w?.();
       };
-      const {
-        sessionTimeout,
-        rebalanceTimeout,
-        heartbeatInterval,
-        maxWaitTimeInMs,
-        maxBytesPerPartition,
-        maxBytes,
-        readUncommitted,
-        ...extra
-      } = options.consumer;
-      const c = client.groupConsumer({
-        groupId: options.groupId,
-        topic: options.topic,
-        // Fetches larger than kafkajs' 1 MiB by default (see the schema): a fetch holding several
-        // batches lets the next one decode while the sink writes the current one (~10%).
-        sessionTimeout,
-        rebalanceTimeout,
-        heartbeatInterval,
-        maxWaitTimeInMs,
-        maxBytesPerPartition,
-        maxBytes,
-        readUncommitted,
-        extra,
-      });
+      const c = client.groupConsumer(groupConsumerConfig(options));
       consumer = c;
       // createDecoder()'s decoder reads the writer schemas while the group is joined.
       void (options.decode as Partial<Decoder>).prepare?.().catch(() => undefined);
@@ -312,6 +290,36 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
       item?.done?.resolve();
       pendingCommits.delete(batch);
     },
+  };
+}
+
+/**
+ * The seam's consumer settings: the settings both clients know by name, the rest of `consumer`
+ * passed through to the client. Fetches are larger than kafkajs' 1 MiB by default (see the
+ * schema): a fetch holding several batches lets the next one decode while the sink writes.
+ */
+function groupConsumerConfig(options: ResolvedSubscribeOptions): GroupConsumerConfig {
+  const {
+    sessionTimeout,
+    rebalanceTimeout,
+    heartbeatInterval,
+    maxWaitTimeInMs,
+    maxBytesPerPartition,
+    maxBytes,
+    readUncommitted,
+    ...extra
+  } = options.consumer;
+  return {
+    groupId: options.groupId,
+    topic: options.topic,
+    sessionTimeout,
+    rebalanceTimeout,
+    heartbeatInterval,
+    maxWaitTimeInMs,
+    maxBytesPerPartition,
+    maxBytes,
+    readUncommitted,
+    extra,
   };
 }
 
