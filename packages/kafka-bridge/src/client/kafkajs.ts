@@ -131,9 +131,10 @@ function kafkajsGroupConsumer(kafka: Kafka, config: GroupConsumerConfig): GroupC
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        // Several partitions' batches at once: one decodes while another's is written, and a
-        // sink with independent streams (pg-sink) writes them side by side.
-        partitionsConsumedConcurrently: 8,
+        // One partition at a time: with several, a broker restart mid-subscribe could leave the
+        // consumer hanging (seen once in CI, 2026-12-03; not yet understood). platformatic hands
+        // a fetch's partitions over together.
+        partitionsConsumedConcurrently: 1,
         eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
           try {
             await handlers.eachBatch({
