@@ -293,32 +293,29 @@ export function kafkaSubscribeSource(input: SubscribeOptions): Source<Row> & { r
   };
 }
 
+/** The consumer settings both clients know by name; the rest of `consumer` passes through. */
+const NAMED_CONSUMER_SETTINGS = [
+  'sessionTimeout',
+  'rebalanceTimeout',
+  'heartbeatInterval',
+  'maxWaitTimeInMs',
+  'maxBytesPerPartition',
+  'maxBytes',
+  'readUncommitted',
+] as const;
+
 /**
- * The seam's consumer settings: the settings both clients know by name, the rest of `consumer`
- * passed through to the client. Fetches are larger than kafkajs' 1 MiB by default (see the
+ * The seam's consumer settings. Fetches are larger than kafkajs' 1 MiB by default (see the
  * schema): a fetch holding several batches lets the next one decode while the sink writes.
  */
 function groupConsumerConfig(options: ResolvedSubscribeOptions): GroupConsumerConfig {
-  const {
-    sessionTimeout,
-    rebalanceTimeout,
-    heartbeatInterval,
-    maxWaitTimeInMs,
-    maxBytesPerPartition,
-    maxBytes,
-    readUncommitted,
-    ...extra
-  } = options.consumer;
+  const extra: Record<string, unknown> = { ...options.consumer };
+  for (const name of NAMED_CONSUMER_SETTINGS) delete extra[name];
+  const named = Object.fromEntries(NAMED_CONSUMER_SETTINGS.map((name) => [name, options.consumer[name]]));
   return {
+    ...(named as Pick<GroupConsumerConfig, (typeof NAMED_CONSUMER_SETTINGS)[number]>),
     groupId: options.groupId,
     topic: options.topic,
-    sessionTimeout,
-    rebalanceTimeout,
-    heartbeatInterval,
-    maxWaitTimeInMs,
-    maxBytesPerPartition,
-    maxBytes,
-    readUncommitted,
     extra,
   };
 }

@@ -1,7 +1,12 @@
 import { pipeline, type TributaryError } from '@tributary/core';
 import { deferred, memorySink } from '@tributary/core/testing';
 import { describe, expect, it } from 'vitest';
-import type { ConsumedMessage, GroupConsumerHandlers, KafkaClient } from '../src/index.js';
+import type {
+  ConsumedMessage,
+  GroupConsumerConfig,
+  GroupConsumerHandlers,
+  KafkaClient,
+} from '../src/index.js';
 import { kafkaSubscribeSource } from '../src/index.js';
 import { nextSlice } from '../src/subscribe.js';
 
@@ -82,5 +87,50 @@ describe('nextSlice', () => {
   it('otherwise the oldest, so no partition waits behind the others', () => {
     expect(nextSlice(['p0', 'p0', 'p1'], new Set())).toBe(0);
     expect(nextSlice(['p0', 'p1'], new Set(['p0', 'p1']))).toBe(0);
+  });
+});
+
+describe('kafkaSubscribeSource consumer settings', () => {
+  it('hands the client the named settings and passes the rest through as extra', async () => {
+    let seen: GroupConsumerConfig | undefined;
+    const client: KafkaClient = {
+      kind: 'kafkajs',
+      producer: () => {
+        throw new Error('this test sends nothing');
+      },
+      admin: async () => ({
+        listTopics: async () => ['t'],
+        createTopics: async () => undefined,
+        topicOffsets: async () => [{ partition: 0, low: 0n, high: 0n }],
+        committedOffsets: async () => [],
+        setCommittedOffsets: async () => undefined,
+        close: async () => undefined,
+      }),
+      groupConsumer: (config) => {
+        seen = config;
+        return { run: async () => undefined, commit: async () => undefined, close: async () => undefined };
+      },
+    };
+    const source = kafkaSubscribeSource({
+      kafka: client,
+      topic: 't',
+      groupId: 'g',
+      decode: () => ({}),
+      exitWhenIdle: true,
+      consumer: { sessionTimeout: 9000, maxBytes: 1024, minBytes: 7 },
+    });
+    await pipeline(source, memorySink());
+    expect(seen).toEqual({
+      groupId: 'g',
+      topic: 't',
+      sessionTimeout: 9000,
+      rebalanceTimeout: 60_000,
+      heartbeatInterval: 3000,
+      maxWaitTimeInMs: 5000,
+      maxBytesPerPartition: 8 << 20,
+      maxBytes: 1024,
+      readUncommitted: false,
+      extra: { minBytes: 7 },
+    });
   });
 });
