@@ -46,6 +46,24 @@ describe('tickets-pipeline (real binary, s3rver, PostgreSQL)', () => {
     expect(schemas.rows).toEqual([]);
   });
 
+  it('ends once its command has finished, even with a connection a client library left open', async () => {
+    // A ref'd timer loaded into the binary stands in for the socket kafkajs can leave behind
+    // (a group coordinator it dropped from its pool): the process must still end, with its code.
+    const w = await world();
+    const holdOpen = '--import=data:text/javascript,setInterval(()=>{},1e9)';
+    const env = { ...w.env, NODE_OPTIONS: `${w.env['NODE_OPTIONS'] ?? ''} ${holdOpen}`.trim() };
+    const result = await runCli(['run', '--dataset', 'inc', '--apply', '--json'], env);
+    expect(result.code, result.stderr).toBe(0);
+    expect((result.json as RunJson).streams[0]!.error).toBeNull();
+    expect(await diffAgainstOracle(w.db.pool, 'inc', w.files)).toEqual([]);
+    // A failed run keeps its exit code too.
+    const failed = await runCli(['run', '--apply'], {
+      ...env,
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x',
+    });
+    expect(failed.code).toBe(1);
+  });
+
   it('apply equals the fold of all files, archives them, and a re-run is a no-op', async () => {
     const w = await world();
     const result = await runCli(['run', '--dataset', 'inc,crq', '--apply', '--json'], w.env);

@@ -136,6 +136,18 @@ describe('tributary (config-driven binary)', () => {
     expect(run.code).toBe(2);
   });
 
+  it('ends once its command has finished, even with a handle a client library left open', async () => {
+    // A ref'd timer loaded into the binary stands in for a socket kafkajs can leave behind.
+    const env = {
+      ...cliEnv({ databaseUrl: 'postgres://nobody@127.0.0.1:1/none', bucket: 'b' }),
+      NODE_OPTIONS: '--import=data:text/javascript,setInterval(()=>{},1e9)',
+    };
+    const good = await writeConfig(config('S3_BUCKET', 'cubic/dmap', ['agg_sample']));
+    expect((await runTributary(['validate', '--config', good], env)).code).toBe(0);
+    const bad = await writeConfig(config('S3_BUCKET', 'x', ['a']).replace('key: [id]', 'key: []'));
+    expect((await runTributary(['validate', '--config', bad], env)).code).toBe(2);
+  });
+
   it('discover: one isolated stream per table folder, and a folder created while watching is picked up', async () => {
     const [db, s3] = await Promise.all([createTestDatabase(), createTestBucket()]);
     const root = `cubic/dmap/${randomName('d')}/`;

@@ -19,7 +19,11 @@ import {
 // The commands' code (AWS SDK, pg, the runner) loads only once a command runs: --help and usage
 // errors answer at once. Commander parses and validates every value once; each handler gets
 // typed flags.
-const commands = () => import('./commands.js');
+let ranCommand = false;
+const commands = () => {
+  ranCommand = true;
+  return import('./commands.js');
+};
 
 /**
  * `tickets-pipeline`: the command line is a contract (examples/tickets/README.md).
@@ -148,3 +152,5 @@ try {
     process.exitCode = 1;
   }
 }
+// A command finished: nothing a client library left open (a kafkajs socket) keeps it alive.
+if (ranCommand) (await commands()).exitWhenDone();

@@ -19,7 +19,7 @@ import type {
 } from './flags.js';
 import { ticketSpec } from './run.js';
 
-export { EXIT, exitCodeFor, runJson } from '@tributary/cli';
+export { EXIT, exitCodeFor, exitWhenDone, runJson } from '@tributary/cli';
 
 const APP = 'tickets-pipeline';
 

@@ -25,6 +25,7 @@ export { type FailingStream, type StreamHealth, streamHealth } from './health.js
 export {
   createLogger,
   describeError,
+  exitWhenDone,
   type Logger,
   type ProgressRenderer,
   progressRenderer,

@@ -175,3 +175,15 @@ export function stopOnSignals(logger: Logger): AbortController {
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
   return stop;
 }
+
+/**
+ * Ends the process once a command has finished, even when a client library still holds a
+ * connection open. kafkajs can: when a fetch fails it drops the broker from its pool but keeps it
+ * as the group coordinator, so a LeaveGroup that reconnects it leaves a socket `disconnect()`
+ * never closes, and the finished binary would wait on it forever. The timer is unref'd: a
+ * process with nothing left open exits at once, as before. Output is not lost: the logger and
+ * stdout write synchronously to pipes and files.
+ */
+export function exitWhenDone(graceMs = 1000): void {
+  setTimeout(() => process.exit(), graceMs).unref();
+}

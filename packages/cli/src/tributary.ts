@@ -13,7 +13,7 @@ import {
   readServiceEnvironment,
   UsageError,
 } from './env.js';
-import { createLogger } from './output.js';
+import { createLogger, exitWhenDone } from './output.js';
 import type { StreamSpec } from './spec.js';
 import { selectExtracts, selectSpecs } from './specs.js';
 import { discoverTables, expandTemplates } from './templates.js';
@@ -235,3 +235,5 @@ try {
   if (error instanceof CommanderError) process.exitCode = error.exitCode === 0 ? 0 : EXIT.usage;
   else process.exitCode = reportCommandError(APP, error);
 }
+// Finished: nothing a client library left open keeps the process alive.
+exitWhenDone();

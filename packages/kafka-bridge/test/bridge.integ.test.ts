@@ -93,7 +93,7 @@ async function endOffsets(k: KafkaInput, topic: string) {
   }
 }
 
-describe.each(CLIENTS)('kafka bridge on $name (over TCP)', ({ name, kafka, quiet }) => {
+describe.each(CLIENTS)('kafka bridge on $name (over TCP)', ({ kafka, quiet }) => {
   beforeEach(() => {
     warnings.length = 0;
   });
@@ -448,53 +448,49 @@ describe.each(CLIENTS)('kafka bridge on $name (over TCP)', ({ name, kafka, quiet
     expect(await target.checkpoint(`kafka/g-${topic}/${topic}/0`)).toMatchObject({ offset: '11' });
   });
 
-  // kafkajs hands one partition at a time (partitionsConsumedConcurrently: 1), so only platformatic.
-  it.runIf(name === '@platformatic/kafka')(
-    "a fetch's partitions are handed over together: one partition's batch is read while another's is written",
-    async () => {
-      const k = kafka();
-      const topic = topicName();
-      const admin = await toKafkaClient(k).admin();
-      await admin.createTopics([{ topic, partitions: 2 }]);
-      await admin.close();
-      await produce(k, topic, rows(0, 4), 0);
-      await produce(k, topic, rows(4, 4), 1);
+  it("a fetch's partitions are handed over together: one partition's batch is read while another's is written", async () => {
+    const k = kafka();
+    const topic = topicName();
+    const admin = await toKafkaClient(k).admin();
+    await admin.createTopics([{ topic, partitions: 2 }]);
+    await admin.close();
+    await produce(k, topic, rows(0, 4), 0);
+    await produce(k, topic, rows(4, 4), 1);
 
-      // The first write waits until both partitions have a batch read: handed over one partition
-      // at a time, the second waits for the first's commit, and this never finishes.
-      const streams = new Set<string>();
-      let bothRead!: () => void;
-      const both = new Promise<void>((resolve) => {
-        bothRead = resolve;
-      });
-      const target = memorySink({
-        beforeWrite: async (_batch, writes) => {
-          if (writes === 0) await both;
+    // The first write waits until both partitions have a batch read: handed over one partition
+    // at a time, the second waits for the first's commit, and this never finishes.
+    const streams = new Set<string>();
+    let bothRead!: () => void;
+    const both = new Promise<void>((resolve) => {
+      bothRead = resolve;
+    });
+    const target = memorySink({
+      beforeWrite: async (_batch, writes) => {
+        if (writes === 0) await both;
+      },
+    });
+    await pipeline(
+      kafkaSubscribeSource({
+        consumer: FAST_CONSUMER,
+        kafka: k,
+        topic,
+        groupId: `g-${topic}`,
+        decode: createDecoder(),
+        exitWhenIdle: true,
+      }),
+      target,
+      {
+        onEvent: (event) => {
+          if (event.type === 'batch-read' && streams.add(event.stream).size === 2) bothRead();
         },
-      });
-      await pipeline(
-        kafkaSubscribeSource({
-          consumer: FAST_CONSUMER,
-          kafka: k,
-          topic,
-          groupId: `g-${topic}`,
-          decode: createDecoder(),
-          exitWhenIdle: true,
-        }),
-        target,
-        {
-          onEvent: (event) => {
-            if (event.type === 'batch-read' && streams.add(event.stream).size === 2) bothRead();
-          },
-        },
-      );
-      expect(target.rows.map((r) => r['id']).sort()).toEqual(
-        rows(0, 8)
-          .map((r) => r['id'])
-          .sort(),
-      );
-    },
-  );
+      },
+    );
+    expect(target.rows.map((r) => r['id']).sort()).toEqual(
+      rows(0, 8)
+        .map((r) => r['id'])
+        .sort(),
+    );
+  });
 
   it('poison messages: error stops without advancing; dead-letter moves on and records the error', async () => {
     const k = kafka();

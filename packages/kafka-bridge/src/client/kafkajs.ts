@@ -131,10 +131,9 @@ function kafkajsGroupConsumer(kafka: Kafka, config: GroupConsumerConfig): GroupC
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        // One partition at a time: with several, a broker restart mid-subscribe could leave the
-        // consumer hanging (seen once in CI, 2026-12-03; not yet understood). platformatic hands
-        // a fetch's partitions over together.
-        partitionsConsumedConcurrently: 1,
+        // Several partitions' batches at once: one decodes while another's is written, and a
+        // sink with independent streams (pg-sink) writes them side by side.
+        partitionsConsumedConcurrently: 8,
         eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
           try {
             await handlers.eachBatch({
