@@ -93,6 +93,20 @@ async function endOffsets(k: KafkaInput, topic: string) {
   }
 }
 
+/** A memory sink whose first write waits until `open()`: shows what the source reads meanwhile. */
+function sinkHoldingFirstWrite() {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const target = memorySink({
+    beforeWrite: async (_batch, writes) => {
+      if (writes === 0) await gate;
+    },
+  });
+  return { target, open };
+}
+
 describe.each(CLIENTS)('kafka bridge on $name (over TCP)', ({ kafka, quiet }) => {
   beforeEach(() => {
     warnings.length = 0;
@@ -414,15 +428,7 @@ describe.each(CLIENTS)('kafka bridge on $name (over TCP)', ({ kafka, quiet }) =>
     // The first write waits until the source has handed over the second batch: without the
     // look-ahead the source waits for that write's commit first, and this never finishes.
     let read = 0;
-    let secondRead!: () => void;
-    const second = new Promise<void>((resolve) => {
-      secondRead = resolve;
-    });
-    const target = memorySink({
-      beforeWrite: async (_batch, writes) => {
-        if (writes === 0) await second;
-      },
-    });
+    const { target, open: secondRead } = sinkHoldingFirstWrite();
     const offsets: string[] = [];
     await pipeline(
       kafkaSubscribeSource({
@@ -460,15 +466,7 @@ describe.each(CLIENTS)('kafka bridge on $name (over TCP)', ({ kafka, quiet }) =>
     // The first write waits until both partitions have a batch read: handed over one partition
     // at a time, the second waits for the first's commit, and this never finishes.
     const streams = new Set<string>();
-    let bothRead!: () => void;
-    const both = new Promise<void>((resolve) => {
-      bothRead = resolve;
-    });
-    const target = memorySink({
-      beforeWrite: async (_batch, writes) => {
-        if (writes === 0) await both;
-      },
-    });
+    const { target, open: bothRead } = sinkHoldingFirstWrite();
     await pipeline(
       kafkaSubscribeSource({
         consumer: FAST_CONSUMER,
